@@ -1,0 +1,2 @@
+//! `conformance`: the black-box runner (being written).
+fn main() {}

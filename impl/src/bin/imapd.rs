@@ -1,0 +1,2 @@
+//! `imapd`: the IMAP MULTIAPPEND server binary (being written).
+fn main() {}

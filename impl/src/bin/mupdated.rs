@@ -1,0 +1,2 @@
+//! `mupdated`: the MUPDATE master/slave binary (being written).
+fn main() {}

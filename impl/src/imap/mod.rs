@@ -1,0 +1,1 @@
+//! imap (being written).

@@ -1,0 +1,1 @@
+//! mupdate (being written).
