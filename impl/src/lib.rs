@@ -5,7 +5,6 @@
 //!   usable as a Murder backend.
 //! * [`auth`]: the passwd-file user database and SASL mechanisms both servers share.
 //! * [`net`]: transport shared by both servers: listener, connection limits, TLS.
-//! * [`store`]: the durable MUPDATE database the `mupdated` master and slave share.
 //!
 //! Protocol codecs are sans-IO; sessions are separate from the transport; semantics come from
 //! the oracle in `murder-model`.
@@ -14,6 +13,5 @@ pub mod auth;
 pub mod imap;
 pub mod mupdate;
 pub mod net;
-/// The crash-safe MUPDATE database: oracle state in memory, redb on disk, group commit and the
-/// UPDATE change stream.
+/// The crash-safe MUPDATE database (redb, group commit, UPDATE change stream).
 pub mod store;

@@ -402,3 +402,101 @@ async fn unusable_directory_fails_open() {
         Err(StoreError::Config { .. })
     ));
 }
+
+/// Waits (bounded) until `cond` holds; panics after `PATIENCE`. Not a timing assumption: it only
+/// waits for an event that must happen.
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Group commit, deterministically: while the writer sits in one commit's fsync, 40 more
+/// writes queue up; they then go to disk in batches of at most `max_batch`, one commit each,
+/// and every writer is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_writes_share_commits_bounded_by_max_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let fault = FaultInjector::new();
+    let mut config = StoreConfig::new(dir.path());
+    config.max_batch = 16;
+    let store = MupdateStore::open_with_faults(config, fault.clone())
+        .await
+        .unwrap();
+    let (_, mut sub) = store.subscribe();
+    fault.set_hold_syncs(true);
+    let first = {
+        let store = store.clone();
+        tokio::spawn(async move { store.execute(activate("first", "h!p", "")).await })
+    };
+    wait_until("the first commit to reach fsync", || {
+        fault.syncs_waiting() == 1
+    })
+    .await;
+    let rest: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.execute(activate(&format!("m{i}"), "h!p", "")).await })
+        })
+        .collect();
+    wait_until("40 queued writes", || store.queued() == 40).await;
+    assert_eq!(
+        store.stats().commits,
+        0,
+        "nothing acknowledged before its fsync"
+    );
+    assert_eq!(
+        sub.try_recv(),
+        Ok(None),
+        "nothing streamed before its fsync"
+    );
+    fault.set_hold_syncs(false);
+    assert_eq!(first.await.unwrap().unwrap().result, Ok(()));
+    for t in rest {
+        assert_eq!(t.await.unwrap().unwrap().result, Ok(()));
+    }
+    let stats = store.stats();
+    assert_eq!(stats.committed_seq, 41);
+    // 1 commit for "first", then 40 queued writes in batches of at most 16.
+    assert_eq!(stats.commits, 1 + 40_u64.div_ceil(16));
+    assert_eq!(stats.failed_commits, 0);
+    store.close().await;
+}
+
+/// An fsync that reports an error although the data landed: the writer is told "failed"
+/// (the outcome is unknown to it), memory is rolled back, and before the next write the store
+/// reopens the file, finds the commit there, adopts it and streams it, so memory, file and
+/// subscribers never diverge.
+#[tokio::test]
+async fn commit_that_landed_despite_an_error_is_adopted_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fault = FaultInjector::new();
+    let store = MupdateStore::open_with_faults(StoreConfig::new(dir.path()), fault.clone())
+        .await
+        .unwrap();
+    store.execute(activate("a", "h!p", "")).await.unwrap();
+    let (_, mut sub) = store.subscribe();
+    fault.fail_next_sync_after_syncing();
+    assert!(matches!(
+        store.execute(activate("b", "h!p", "")).await,
+        Err(StoreError::Storage { .. })
+    ));
+    assert!(store.execute(find("b")).await.unwrap().data.is_empty());
+    store.execute(activate("c", "h!p", "")).await.unwrap();
+    let mut streamed = Vec::new();
+    while let Some((seq, change)) = sub.try_recv().unwrap() {
+        streamed.push((seq, change.name().to_vec()));
+    }
+    assert_eq!(streamed, vec![(2, b("b")), (3, b("c"))]);
+    assert_eq!(store.execute(find("b")).await.unwrap().data.len(), 1);
+    let expect = store.snapshot();
+    store.close().await;
+    let reopened = open(dir.path()).await;
+    assert_eq!(reopened.snapshot(), expect);
+    reopened.close().await;
+}

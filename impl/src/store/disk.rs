@@ -149,13 +149,21 @@ pub fn load(db: &Database) -> Result<(MailboxDb, u64), StoreError> {
             entry: decode_entry(entry.value())?,
         });
     }
+    drop(table);
+    drop(txn);
+    let seq = load_seq(db)?;
+    Ok((records.into_iter().collect(), seq))
+}
+
+/// Reads only the last committed sequence number.
+pub fn load_seq(db: &Database) -> Result<u64, StoreError> {
+    let txn = db.begin_read().map_err(StoreError::storage)?;
     let meta = txn.open_table(META).map_err(StoreError::storage)?;
-    let seq = meta
+    Ok(meta
         .get(META_SEQ)
         .map_err(StoreError::storage)?
         .map(|v| v.value())
-        .unwrap_or(0);
-    Ok((records.into_iter().collect(), seq))
+        .unwrap_or(0))
 }
 
 /// Writes `changes` and the new sequence number in one write transaction and commits it with

@@ -5,14 +5,20 @@
 use std::fmt;
 use std::io;
 use std::ops::Bound;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
 
-/// A switch shared between a test and the store: while it is on, every write, resize and
-/// fsync of the database file fails with "no space left on device"; reads still work.
+/// Switches shared between a test and the store:
+///
+/// * fail writes: while on, every write, resize and fsync of the database file fails with
+///   "no space left on device"; reads still work.
+/// * fail the next sync after doing it: the data reaches the disk but the fsync reports an
+///   error, the "unknown outcome" case a server must survive without diverging from its file.
+/// * hold syncs: while on, every fsync waits until it is turned off, so a test can make the
+///   writer sit in a commit while it queues more work (a deterministic group-commit test).
 #[derive(Clone, Debug, Default)]
 pub struct FaultInjector {
     inner: Arc<FaultState>,
@@ -22,6 +28,10 @@ pub struct FaultInjector {
 struct FaultState {
     fail_writes: AtomicBool,
     failures: AtomicU64,
+    fail_next_sync_after: AtomicBool,
+    /// `(held, syncs waiting)`.
+    hold: Mutex<(bool, u64)>,
+    released: Condvar,
 }
 
 impl FaultInjector {
@@ -38,6 +48,53 @@ impl FaultInjector {
     /// How many backend calls have been failed so far.
     pub fn failures(&self) -> u64 {
         self.inner.failures.load(Ordering::SeqCst)
+    }
+
+    /// Makes the next fsync really sync, then report an I/O error anyway (once).
+    pub fn fail_next_sync_after_syncing(&self) {
+        self.inner
+            .fail_next_sync_after
+            .store(true, Ordering::SeqCst);
+    }
+
+    /// Makes every fsync wait (`true`) until called again with `false`.
+    pub fn set_hold_syncs(&self, hold: bool) {
+        let mut state = self
+            .inner
+            .hold
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        state.0 = hold;
+        self.inner.released.notify_all();
+    }
+
+    /// How many fsyncs are waiting right now because of [`set_hold_syncs`](Self::set_hold_syncs).
+    pub fn syncs_waiting(&self) -> u64 {
+        self.inner
+            .hold
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+    }
+
+    fn wait_while_held(&self) {
+        let mut state = self
+            .inner
+            .hold
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !state.0 {
+            return;
+        }
+        state.1 += 1;
+        while state.0 {
+            state = self
+                .inner
+                .released
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        state.1 -= 1;
     }
 
     fn check(&self) -> io::Result<()> {
@@ -89,8 +146,21 @@ impl StorageBackend for FaultyBackend {
     }
 
     fn sync_data(&self) -> Result<(), io::Error> {
+        self.fault.wait_while_held();
         self.fault.check()?;
-        self.inner.sync_data()
+        self.inner.sync_data()?;
+        if self
+            .fault
+            .inner
+            .fail_next_sync_after
+            .swap(false, Ordering::SeqCst)
+        {
+            self.fault.inner.failures.fetch_add(1, Ordering::SeqCst);
+            return Err(io::Error::other(
+                "injected fault: fsync reported an error after syncing",
+            ));
+        }
+        Ok(())
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {

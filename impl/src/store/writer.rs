@@ -215,6 +215,11 @@ impl Writer {
                 Some(db) => disk::persist(db, &changes, seq),
                 None => Err(StoreError::Closed),
             };
+            let counter = match &result {
+                Ok(()) => &self.shared.commits,
+                Err(_) => &self.shared.failed_commits,
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Err(e) = result {
                 tracing::error!(error = %e, "group commit failed; batch refused");
                 for (name, before) in undo.into_iter().rev() {
@@ -248,10 +253,18 @@ impl Writer {
         published.seq = self.seq;
     }
 
-    /// Reopens the file after a failure and adopts what it holds.
+    /// Reopens the file after a failure and adopts what it holds. Every commit stores the
+    /// sequence number it ends at, so an unchanged number means the failed commit did not land
+    /// and memory already equals the file: the full reload is needed only otherwise.
     fn reopen(&mut self) -> Result<(), StoreError> {
         let db = disk::open_database(&self.db_file, self.fault.as_ref())?;
-        let (on_disk, disk_seq) = disk::load(&db)?;
+        if disk::load_seq(&db)? == self.seq {
+            self.db = Some(db);
+            return Ok(());
+        }
+        // Sequence numbers stay contiguous for subscribers: the adopted changes get the next
+        // ones, whatever number the file holds; the next commit writes the number back.
+        let (on_disk, _) = disk::load(&db)?;
         self.db = Some(db);
         let changes = diff(&self.state, &on_disk);
         if !changes.is_empty() {
@@ -260,7 +273,6 @@ impl Writer {
                 "store file differs from memory after a failed commit; adopting the file"
             );
             self.state = on_disk;
-            self.seq = self.seq.max(disk_seq);
             self.publish(changes);
         }
         Ok(())
