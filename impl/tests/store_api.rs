@@ -500,3 +500,30 @@ async fn commit_that_landed_despite_an_error_is_adopted_from_the_file() {
     assert_eq!(reopened.snapshot(), expect);
     reopened.close().await;
 }
+
+/// A snapshot (plain or from `subscribe_snapshot`) is isolated from later commits, while new
+/// snapshots and the stream show them.
+#[tokio::test]
+async fn held_snapshots_are_isolated_from_later_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    store.execute(activate("a", "h!p", "")).await.unwrap();
+    let plain = store.snapshot();
+    let (dump, mut sub) = store.subscribe_snapshot();
+    assert_eq!(sub.start_seq(), 1);
+    store.execute(delete("a")).await.unwrap();
+    store.execute(reserve("b", "h!p")).await.unwrap();
+    for held in [&plain, &dump] {
+        let names: Vec<Vec<u8>> = held.records().map(|r| r.name).collect();
+        assert_eq!(names, vec![b("a")]);
+    }
+    let mut view: MailboxDb = (*dump).clone();
+    while let Some((_, change)) = sub.try_recv().unwrap() {
+        view.apply_change(&change);
+    }
+    assert_eq!(view, *store.snapshot());
+    assert_eq!(sub.last_seq(), 3);
+    let names: Vec<Vec<u8>> = store.snapshot().records().map(|r| r.name).collect();
+    assert_eq!(names, vec![b("b")]);
+    store.close().await;
+}

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use murder_model::{Change, Command, MailboxDb, MailboxEntry, Record};
 use murder_server::store::{MupdateStore, StoreConfig, Subscription};
@@ -17,6 +18,9 @@ enum Step {
     Replicated(Change),
     Resync(Vec<Record>),
     Reopen,
+    /// Check the snapshot held since the last such step, then take a new one and hold it (so
+    /// commits happen while a snapshot is in use).
+    HoldSnapshot,
 }
 
 fn name() -> impl Strategy<Value = Vec<u8>> {
@@ -71,6 +75,7 @@ fn step() -> impl Strategy<Value = Step> {
         .prop_map(Step::Replicated),
         1 => prop::collection::vec(record(), 0..6).prop_map(Step::Resync),
         1 => Just(Step::Reopen),
+        2 => Just(Step::HoldSnapshot),
     ]
 }
 
@@ -116,6 +121,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
         let mut follower = Follower::new(&store);
         let mut oracle = MailboxDb::new();
         let mut seq = 0u64;
+        let mut held: Option<(Arc<MailboxDb>, MailboxDb)> = None;
         for step in steps {
             match step {
                 Step::Execute(command) => {
@@ -135,6 +141,12 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     seq += resync_change_count(&oracle, &records);
                     oracle.replace_all(records.clone());
                     store.resync(records).await.unwrap();
+                }
+                Step::HoldSnapshot => {
+                    if let Some((snapshot, then)) = held.take() {
+                        prop_assert_eq!(&*snapshot, &then, "a held snapshot never changes");
+                    }
+                    held = Some((store.snapshot(), oracle.clone()));
                 }
                 Step::Reopen => {
                     follower.catch_up();

@@ -196,17 +196,21 @@ impl MupdateStore {
     /// the store itself failed and nothing of the command was acknowledged.
     pub async fn execute(&self, command: Command) -> Result<Reply, StoreError> {
         if !command.is_write() {
-            let published = self.shared.read_published();
-            return Ok(read_reply(&published.db, &command));
+            // FIND is a lookup: answer under the lock. LIST may copy the whole database: take
+            // the snapshot and release the lock first, so commits are never held up by it.
+            return Ok(match command {
+                Command::List { .. } => read_reply(&self.snapshot(), &command),
+                _ => read_reply(&self.shared.read_published().db, &command),
+            });
         }
         let (reply, rx) = oneshot::channel();
         self.submit(writer::Op::Command { command, reply }).await?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// The committed state now. Cheap (an `Arc` clone), but while a caller holds it the next
-    /// commit must copy the whole database once; prefer [`execute`](Self::execute) for
-    /// FIND/LIST and drop snapshots promptly.
+    /// The committed state now: an `Arc` clone, no copy. While a caller holds it, each commit
+    /// copies the database once (in the writer, outside any lock readers take), so drop
+    /// snapshots promptly; [`execute`](Self::execute) answers FIND and LIST for you.
     pub fn snapshot(&self) -> Arc<MailboxDb> {
         Arc::clone(&self.shared.read_published().db)
     }
@@ -236,11 +240,19 @@ impl MupdateStore {
     /// Atomically: every record now (in Cyrus order) and a [`Subscription`] to every change
     /// committed after it, starting at sequence number `committed_seq() + 1` of that moment.
     pub fn subscribe(&self) -> (Vec<Record>, Subscription) {
+        let (db, sub) = self.subscribe_snapshot();
+        (db.records().collect(), sub)
+    }
+
+    /// Like [`subscribe`](Self::subscribe), but the snapshot is the shared database itself,
+    /// so a large dump can be streamed with `records()` without first copying it into a `Vec`.
+    /// [`Subscription::start_seq`] is the sequence number the snapshot includes. Drop the
+    /// `Arc` once the dump is sent (see [`snapshot`](Self::snapshot)).
+    pub fn subscribe_snapshot(&self) -> (Arc<MailboxDb>, Subscription) {
         let published = self.shared.read_published();
-        let records = published.db.records().collect();
         let receiver = self.shared.changes.subscribe();
         let sub = Subscription::new(receiver, published.seq, Arc::clone(&self.shared.changes));
-        (records, sub)
+        (Arc::clone(&published.db), sub)
     }
 
     /// Slave: applies one change of the master's UPDATE stream durably and forwards it to this

@@ -241,11 +241,25 @@ impl Writer {
 
     /// Makes committed changes visible: snapshot, sequence numbers and subscribers, atomically
     /// with respect to readers and [`subscribe`](super::MupdateStore::subscribe).
+    ///
+    /// `self.state` already holds the new state. If nobody else holds the published snapshot,
+    /// it is updated in place; otherwise (a LIST or a subscriber is still reading it) a copy of
+    /// `self.state` is made *before* taking the lock, so readers never wait for a copy.
     fn publish(&mut self, changes: Vec<Change>) {
+        let in_use = Arc::strong_count(&self.shared.read_published().db) > 1;
+        let replacement = in_use.then(|| Arc::new(self.state.clone()));
         let mut published = self.shared.write_published();
-        let db = Arc::make_mut(&mut published.db);
+        match replacement {
+            Some(db) => published.db = db,
+            None => {
+                // Someone may have taken the snapshot since: make_mut then copies, still correct.
+                let db = Arc::make_mut(&mut published.db);
+                for change in &changes {
+                    db.apply_change(change);
+                }
+            }
+        }
         for change in changes {
-            db.apply_change(&change);
             self.seq = self.seq.saturating_add(1);
             // No subscriber at all is not an error.
             drop(self.shared.changes.send((self.seq, change)));
