@@ -171,16 +171,16 @@ impl MupdateStore {
             commits: AtomicU64::new(0),
             failed_commits: AtomicU64::new(0),
         });
-        let writer = writer::Writer::new(
-            db,
-            config.db_file(),
+        let writer = writer::Writer {
+            db: Some(db),
+            db_file: config.db_file(),
             fault,
             state,
             seq,
-            config.max_batch,
-            Arc::clone(&shared),
+            max_batch: config.max_batch,
+            shared: Arc::clone(&shared),
             rx,
-        );
+        };
         std::thread::Builder::new()
             .name("mupdate-store-writer".into())
             .spawn(move || writer.run())

@@ -65,45 +65,27 @@ impl Waiter {
 /// The writer's state: the only mutator of the file and of the published snapshot.
 pub(crate) struct Writer {
     /// `None` after a failed commit, until reopened.
-    db: Option<Database>,
-    db_file: PathBuf,
-    fault: Option<FaultInjector>,
+    pub(crate) db: Option<Database>,
+    /// The redb file, for reopening after a failure.
+    pub(crate) db_file: PathBuf,
+    /// Fault switches of the file, if opened for a fault test.
+    pub(crate) fault: Option<FaultInjector>,
     /// Committed state; equal to the published snapshot between batches.
-    state: MailboxDb,
+    pub(crate) state: MailboxDb,
     /// Sequence number of the last committed change.
-    seq: u64,
-    max_batch: usize,
-    shared: Arc<Shared>,
-    rx: mpsc::Receiver<Op>,
+    pub(crate) seq: u64,
+    /// Most operations per batch.
+    pub(crate) max_batch: usize,
+    /// What readers and subscribers see.
+    pub(crate) shared: Arc<Shared>,
+    /// The write queue.
+    pub(crate) rx: mpsc::Receiver<Op>,
 }
 
 /// Undo record of one change: the name and its entry before the change.
 type Undo = (Vec<u8>, Option<MailboxEntry>);
 
 impl Writer {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        db: Database,
-        db_file: PathBuf,
-        fault: Option<FaultInjector>,
-        state: MailboxDb,
-        seq: u64,
-        max_batch: usize,
-        shared: Arc<Shared>,
-        rx: mpsc::Receiver<Op>,
-    ) -> Self {
-        Writer {
-            db: Some(db),
-            db_file,
-            fault,
-            state,
-            seq,
-            max_batch,
-            shared,
-            rx,
-        }
-    }
-
     /// The thread body: batches until closed or every store handle is gone.
     pub(crate) fn run(mut self) {
         let mut batch = Vec::with_capacity(self.max_batch);
