@@ -19,6 +19,9 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand::RngCore;
 
+/// Argon2 cost parameters (memory KiB, iterations, lanes), for [`hash_password_argon2id_with`].
+pub use argon2::Params as Argon2Params;
+
 /// Length in bytes of the random salt [`hash_password_argon2id`] draws (the PHC recommendation).
 pub const ARGON2_SALT_LEN: usize = 16;
 
