@@ -206,3 +206,53 @@ async fn dropping_the_handle_stops_the_server() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn beyond_pending_refusals_the_connection_is_just_closed() {
+    tokio::time::timeout(LIMIT, async {
+        let config = ListenerConfig {
+            max_pending_refusals: 0,
+            ..quick(1)
+        };
+        let server = hello_server(config).await;
+        let _a = greeted(&server).await;
+        let mut c = TcpStream::connect(server.local_addr()).await.unwrap();
+        let mut got = Vec::new();
+        let end = c.read_to_end(&mut got).await;
+        assert!(end.is_err() || got.is_empty(), "{end:?} {got:?}");
+        server.shutdown().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn accepted_sockets_get_tcp_nodelay_as_configured() {
+    tokio::time::timeout(LIMIT, async {
+        for nodelay in [true, false] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let config = ListenerConfig {
+                nodelay,
+                ..quick(4)
+            };
+            let server = net::serve(
+                listener,
+                config,
+                |mut tcp, _| async move {
+                    let line = format!("nodelay={}\r\n", tcp.nodelay().unwrap());
+                    let _ = tcp.write_all(line.as_bytes()).await;
+                },
+                |tcp| net::write_and_close(tcp, REFUSAL),
+            )
+            .await
+            .unwrap();
+            let mut c = TcpStream::connect(server.local_addr()).await.unwrap();
+            let mut got = String::new();
+            c.read_to_string(&mut got).await.unwrap();
+            assert_eq!(got, format!("nodelay={nodelay}\r\n"));
+            server.shutdown().await;
+        }
+    })
+    .await
+    .unwrap();
+}

@@ -25,10 +25,6 @@ pub use argon2::Params as Argon2Params;
 /// Length in bytes of the random salt [`hash_password_argon2id`] draws (the PHC recommendation).
 pub const ARGON2_SALT_LEN: usize = 16;
 
-/// The password the unknown-user path verifies against a dummy entry, so that a failed login for
-/// a user that does not exist costs about as much as one for a user that does.
-const DUMMY_PASSWORD: &[u8] = b"murder-dummy-password-for-unknown-users";
-
 /// Why a passwd-file was rejected; [`PasswdError::line`] says where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PasswdReason {
@@ -217,15 +213,14 @@ impl UserDb {
         match self.users.get(user) {
             Some(secret) => secret.matches(password),
             None => {
-                // Spend the time, then refuse whatever the dummy says.
-                let _ = std::hint::black_box(self.dummy.matches(DUMMY_PASSWORD));
+                // Spend the same work as a real check, then refuse whatever the dummy says.
                 let _ = std::hint::black_box(self.dummy.matches(password));
                 false
             }
         }
     }
 
-    /// Whether `user` has an entry.
+    /// Whether `user` has an entry (names are compared exactly, case-sensitively).
     pub fn contains(&self, user: &str) -> bool {
         self.users.contains_key(user)
     }

@@ -29,6 +29,13 @@ pub struct ListenerConfig {
     pub shutdown_grace: Duration,
     /// How long the refuse hook may run for one refused connection. Default 5 s.
     pub refuse_timeout: Duration,
+    /// Refused connections whose refuse hook may run at once; a connection refused beyond this
+    /// is closed without running the hook, so a flood cannot pile up tasks. Default 64.
+    pub max_pending_refusals: usize,
+    /// Set `TCP_NODELAY` on accepted sockets, so a reply written in several pieces is not held
+    /// back by Nagle's algorithm waiting for a delayed ACK (up to 40 ms per round trip on
+    /// Linux). Sessions should still buffer a reply and write it at once. Default true.
+    pub nodelay: bool,
     /// Pause after a failed `accept` (for example out of file descriptors), so the loop does not
     /// spin. Default 100 ms.
     pub accept_error_backoff: Duration,
@@ -40,6 +47,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Default of [`ListenerConfig::refuse_timeout`].
 pub const DEFAULT_REFUSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default of [`ListenerConfig::max_pending_refusals`].
+pub const DEFAULT_MAX_PENDING_REFUSALS: usize = 64;
 /// Default of [`ListenerConfig::accept_error_backoff`].
 pub const DEFAULT_ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -52,6 +61,8 @@ impl Default for ListenerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             refuse_timeout: DEFAULT_REFUSE_TIMEOUT,
+            max_pending_refusals: DEFAULT_MAX_PENDING_REFUSALS,
+            nodelay: true,
             accept_error_backoff: DEFAULT_ACCEPT_ERROR_BACKOFF,
         }
     }
@@ -172,6 +183,7 @@ where
     let max_connections = config.max_connections;
     let accept = AcceptLoop {
         listener,
+        refusals: Arc::new(Semaphore::new(config.max_pending_refusals)),
         config,
         permits: permits.clone(),
         signal: ShutdownSignal { rx: shutdown_rx },
@@ -198,6 +210,8 @@ struct AcceptLoop {
     listener: TcpListener,
     config: ListenerConfig,
     permits: Arc<Semaphore>,
+    /// Bounds the refuse hooks running at once.
+    refusals: Arc<Semaphore>,
     signal: ShutdownSignal,
     /// Connection and refuse tasks, so shutdown can wait for and abort them.
     tasks: JoinSet<()>,
@@ -267,6 +281,11 @@ impl AcceptLoop {
     {
         self.next_id = self.next_id.wrapping_add(1);
         let span = tracing::info_span!("conn", id = self.next_id, %peer);
+        if self.config.nodelay
+            && let Err(e) = stream.set_nodelay(true)
+        {
+            tracing::debug!(parent: &span, error = %e, "cannot set TCP_NODELAY");
+        }
         match self.permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let session = handler(stream, peer, self.signal.clone());
@@ -281,6 +300,10 @@ impl AcceptLoop {
                 );
             }
             Err(_) => {
+                let Ok(refusing) = self.refusals.clone().try_acquire_owned() else {
+                    tracing::warn!(parent: &span, "connection dropped: limit reached and too many refusals pending");
+                    return;
+                };
                 let refusal = refuse(stream);
                 let limit = self.config.refuse_timeout;
                 let max = self.config.max_connections;
@@ -290,6 +313,7 @@ impl AcceptLoop {
                         if tokio::time::timeout(limit, refusal).await.is_err() {
                             tracing::info!("refusal timed out");
                         }
+                        drop(refusing);
                     }
                     .instrument(span),
                 );
