@@ -99,6 +99,14 @@ async fn starttls_client(
     Ok(read_line(&mut tls).await)
 }
 
+/// The reply of a session that went through STARTTLS.
+fn assert_served_over_tls(reply: &str) {
+    assert!(
+        reply.starts_with("pong was_tls=false is_tls=true"),
+        "{reply}"
+    );
+}
+
 #[tokio::test]
 async fn starttls_handshake_with_test_pki() {
     tokio::time::timeout(LIMIT, async {
@@ -117,7 +125,7 @@ async fn starttls_handshake_with_test_pki() {
         let reply = starttls_client(&server, pki.client_config(), "127.0.0.1")
             .await
             .unwrap();
-        assert!(reply.starts_with("pong"), "{reply}");
+        assert_served_over_tls(&reply);
         server.shutdown().await;
     })
     .await
@@ -135,10 +143,7 @@ async fn server_config_from_files_and_client_trusting_the_ca_file() {
         let reply = starttls_client(&server, client, "mupdate.test")
             .await
             .unwrap();
-        assert!(
-            reply.starts_with("pong was_tls=false is_tls=true"),
-            "{reply}"
-        );
+        assert_served_over_tls(&reply);
         server.shutdown().await;
     })
     .await
@@ -165,10 +170,7 @@ async fn untrusted_certificate_is_rejected_unless_insecure() {
         let reply = starttls_client(&server, insecure_client_config().unwrap(), "other.example")
             .await
             .unwrap();
-        assert!(
-            reply.starts_with("pong was_tls=false is_tls=true"),
-            "{reply}"
-        );
+        assert_served_over_tls(&reply);
         server.shutdown().await;
     })
     .await

@@ -451,52 +451,38 @@ mod tests {
 
     #[test]
     fn plain_malformed() {
-        assert_eq!(
-            malformed(&mut server(Mechanism::Plain), b"alice\0wonderland"),
-            "expected authzid NUL authcid NUL password"
-        );
-        assert_eq!(
-            malformed(&mut server(Mechanism::Plain), b""),
-            "expected authzid NUL authcid NUL password"
-        );
-        assert_eq!(
-            malformed(&mut server(Mechanism::Plain), b"\0alice\0wonder\0land"),
-            "too many NUL separators"
-        );
-        assert_eq!(
-            malformed(&mut server(Mechanism::Plain), b"\0\0wonderland"),
-            "empty authcid"
-        );
-        assert_eq!(
-            malformed(&mut server(Mechanism::Plain), b"\0alice\0"),
-            "empty password"
-        );
-        assert_eq!(
-            malformed(&mut server(Mechanism::Plain), b"\0al\xffice\0pw"),
-            "identity is not UTF-8"
-        );
         let long = "a".repeat(256);
-        assert_eq!(
-            malformed(
-                &mut server(Mechanism::Plain),
-                format!("\0{long}\0pw").as_bytes()
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                b"alice\0wonderland".to_vec(),
+                "expected authzid NUL authcid NUL password",
             ),
-            "field longer than 255 octets"
-        );
-        assert_eq!(
-            malformed(
-                &mut server(Mechanism::Plain),
-                format!("\0alice\0{long}").as_bytes()
+            (b"".to_vec(), "expected authzid NUL authcid NUL password"),
+            (b"\0alice\0wonder\0land".to_vec(), "too many NUL separators"),
+            (b"\0\0wonderland".to_vec(), "empty authcid"),
+            (b"\0alice\0".to_vec(), "empty password"),
+            (b"\0al\xffice\0pw".to_vec(), "identity is not UTF-8"),
+            (
+                format!("\0{long}\0pw").into_bytes(),
+                "field longer than 255 octets",
             ),
-            "field longer than 255 octets"
-        );
-        assert_eq!(
-            malformed(
-                &mut server(Mechanism::Plain),
-                format!("{long}\0alice\0wonderland").as_bytes()
+            (
+                format!("\0alice\0{long}").into_bytes(),
+                "field longer than 255 octets",
             ),
-            "field longer than 255 octets"
-        );
+            (
+                format!("{long}\0alice\0wonderland").into_bytes(),
+                "field longer than 255 octets",
+            ),
+        ];
+        for (message, why) in cases {
+            assert_eq!(
+                malformed(&mut server(Mechanism::Plain), &message),
+                why,
+                "{:?}",
+                String::from_utf8_lossy(&message)
+            );
+        }
     }
 
     #[test]
