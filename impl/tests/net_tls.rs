@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use murder_server::net::{
     self, ListenerConfig, ServerHandle, Stream, TestPki, client_config_with_ca,
     insecure_client_config,
@@ -171,6 +172,72 @@ async fn untrusted_certificate_is_rejected_unless_insecure() {
             .await
             .unwrap();
         assert_served_over_tls(&reply);
+        server.shutdown().await;
+    })
+    .await
+    .unwrap();
+}
+
+/// A client that pipelines a plaintext command behind STARTTLS (the CVE-2011-0411 attack shape):
+/// the server reads through a buffer, and `upgrade_discarding` drops the injected bytes.
+#[tokio::test]
+async fn plaintext_pipelined_after_starttls_is_discarded() {
+    tokio::time::timeout(LIMIT, async {
+        let pki = TestPki::new(&["localhost"]).unwrap();
+        let acceptor = TlsAcceptor::from(pki.server_config());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (report, mut reports) = mpsc::unbounded_channel();
+        let server = net::serve(
+            listener,
+            ListenerConfig::default(),
+            move |tcp, _| {
+                let acceptor = acceptor.clone();
+                let report = report.clone();
+                async move {
+                    let mut s = Stream::from(tcp);
+                    let mut buf = BytesMut::new();
+                    // Read until the STARTTLS line is complete; the injected line comes with it.
+                    while !buf.windows(2).any(|w| w == b"\r\n") {
+                        if s.read_buf(&mut buf).await.unwrap() == 0 {
+                            return;
+                        }
+                    }
+                    let end = buf.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+                    let line = buf.split_to(end);
+                    assert_eq!(&line[..], b"STARTTLS\r\n");
+                    let pending = buf.len();
+                    s.write_all(b"OK begin\r\n").await.unwrap();
+                    let mut s = s.upgrade_discarding(&acceptor, &mut buf).await.unwrap();
+                    let mut first = [0u8; 6];
+                    s.read_exact(&mut first).await.unwrap();
+                    let _ = report.send((pending, buf.len(), first));
+                    s.write_all(b"bye\r\n").await.unwrap();
+                    s.flush().await.unwrap();
+                }
+            },
+            |tcp| net::write_and_close(tcp, b"* BYE busy\r\n"),
+        )
+        .await
+        .unwrap();
+        let mut tcp = TcpStream::connect(server.local_addr()).await.unwrap();
+        // One segment: the STARTTLS line and an injected plaintext command.
+        tcp.write_all(b"STARTTLS\r\nA1 DELETE INBOX\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_line(&mut tcp).await, "OK begin\r\n");
+        let connector = TlsConnector::from(pki.client_config());
+        let mut tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        tls.write_all(b"ping\r\n").await.unwrap();
+        assert_eq!(read_line(&mut tls).await, "bye\r\n");
+        let (pending, left, first) = reports.recv().await.unwrap();
+        // The injected line had been buffered (same segment) and was thrown away; the first
+        // bytes read over TLS are the client's real first TLS-protected bytes.
+        assert_eq!(pending, b"A1 DELETE INBOX\r\n".len());
+        assert_eq!(left, 0);
+        assert_eq!(&first, b"ping\r\n");
         server.shutdown().await;
     })
     .await

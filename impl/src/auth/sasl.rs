@@ -73,6 +73,9 @@ impl fmt::Display for Mechanism {
 }
 
 /// Who may act as whom.
+///
+/// An admin may act as any authzid, including one without an entry in the [`UserDb`] (as with
+/// Cyrus proxy authorization, the identity is a name the protocol layer then uses).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthzPolicy {
     /// Users (authcids) allowed to authorize as another identity (PLAIN authzid != authcid).
@@ -80,9 +83,14 @@ pub struct AuthzPolicy {
 }
 
 impl AuthzPolicy {
+    /// Whether `user` is one of the admins.
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.admins.iter().any(|a| a == user)
+    }
+
     /// Whether `authcid` may act as `authzid`.
     pub fn allows(&self, authcid: &str, authzid: &str) -> bool {
-        authcid == authzid || self.admins.iter().any(|a| a == authcid)
+        authcid == authzid || self.is_admin(authcid)
     }
 }
 
@@ -376,6 +384,18 @@ mod tests {
             SaslStep::Failure(SaslFailure::MalformedResponse(why)) => why,
             other => panic!("expected malformed, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn authz_policy() {
+        let p = policy();
+        assert!(p.is_admin("admin"));
+        assert!(!p.is_admin("alice"));
+        assert!(p.allows("alice", "alice"));
+        assert!(!p.allows("alice", "bob"));
+        assert!(p.allows("admin", "bob"));
+        assert!(p.allows("admin", "nobody-in-the-db"));
+        assert!(!AuthzPolicy::default().allows("admin", "bob"));
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //!   STARTTLS safety note.
 //! * [`tls`]: rustls configs (ring provider only) and run-time test certificates ([`TestPki`]).
 //! * [`idle`]: idle timeouts for reads.
+//! * [`signal`]: SIGINT/SIGTERM for the binaries.
 
 pub mod idle;
 pub mod listener;
+pub mod signal;
 pub mod stream;
 pub mod tls;
 

@@ -8,13 +8,14 @@
 //! pipeline plaintext commands behind `STARTTLS` that the server would then execute as if they
 //! had arrived over TLS. The simplest safe rule: if the read buffer is not empty right after the
 //! STARTTLS line, answer it (the protocol decides: a tagged `BAD`, or closing) instead of
-//! upgrading, or drop those bytes. Also reset all session state learned before TLS (capabilities,
+//! upgrading, or drop those bytes ([`Stream::upgrade_discarding`] does the latter). Also reset all session state learned before TLS (capabilities,
 //! any authentication), as RFC 3501 §6.2.1 and RFC 3656 §3.3 require.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -45,6 +46,25 @@ impl Stream {
                 "connection is already using TLS",
             )),
         }
+    }
+
+    /// [`upgrade`](Stream::upgrade) for a protocol layer that reads through `read_buffer`: the
+    /// bytes still in it (plaintext pipelined after the STARTTLS line) are discarded first and
+    /// logged at warn level with their count, so they can never reach the parser or the TLS
+    /// handshake. Returns the upgraded stream; `read_buffer` is left empty.
+    pub async fn upgrade_discarding(
+        self,
+        acceptor: &TlsAcceptor,
+        read_buffer: &mut BytesMut,
+    ) -> io::Result<Stream> {
+        if !read_buffer.is_empty() {
+            tracing::warn!(
+                discarded = read_buffer.len(),
+                "discarding plaintext pipelined after STARTTLS"
+            );
+            read_buffer.clear();
+        }
+        self.upgrade(acceptor).await
     }
 
     /// Whether the connection is encrypted.
