@@ -6,5 +6,8 @@
 pub mod passwd;
 pub mod sasl;
 
-pub use passwd::{PasswdError, PasswdReason, UserDb, hash_password_argon2id};
+pub use passwd::{
+    Argon2Params, PasswdError, PasswdReason, UserDb, hash_password_argon2id,
+    hash_password_argon2id_with,
+};
 pub use sasl::{AuthzPolicy, Identity, Mechanism, SaslFailure, SaslServer, SaslStep};

@@ -192,6 +192,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
 /// A self-signed certificate and key generated at run time, with matching server and client
 /// configs: what tests and `gen-cert` style tools use instead of checked-in key material.
+#[derive(Clone)]
 pub struct TestPki {
     /// The certificate, PEM.
     pub cert_pem: String,
