@@ -385,7 +385,8 @@ async fn disk_error_fails_the_write_and_reads_keep_working() {
     reopened.close().await;
 }
 
-/// A directory the store cannot create its file in fails `open` with an error, not a panic.
+/// A directory the store cannot create its file in, a store already open, or a bad config
+/// fails `open` with an error, not a panic.
 #[tokio::test]
 async fn unusable_directory_fails_open() {
     let dir = tempfile::tempdir().unwrap();
@@ -395,6 +396,13 @@ async fn unusable_directory_fails_open() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Storage { .. }), "{err:?}");
+    // The same store twice: the second open is refused (redb's file lock), not shared.
+    let first = open(dir.path()).await;
+    let err = MupdateStore::open(StoreConfig::new(dir.path()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Storage { .. }), "{err:?}");
+    first.close().await;
     let mut bad = StoreConfig::new(dir.path());
     bad.max_batch = 0;
     assert!(matches!(

@@ -108,6 +108,21 @@ pub fn open_database(path: &Path, fault: Option<&FaultInjector>) -> Result<Datab
     Ok(db)
 }
 
+/// Fsyncs a directory (and its parent), so that a newly created store directory and file
+/// survive a power failure; redb itself syncs only the file's contents.
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    let sync = |d: &Path| -> Result<(), StoreError> {
+        std::fs::File::open(d)
+            .and_then(|f| f.sync_all())
+            .map_err(StoreError::storage)
+    };
+    sync(dir)?;
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync(parent),
+        _ => Ok(()),
+    }
+}
+
 /// Creates the tables and the format marker on a new file; checks the marker on an old one.
 fn ensure_tables(db: &Database) -> Result<(), StoreError> {
     {

@@ -154,14 +154,24 @@ impl MupdateStore {
         let changes = Arc::new(sender);
         let open_cfg = config.clone();
         let open_fault = fault.clone();
+        let started = std::time::Instant::now();
         let (db, state, seq) = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&open_cfg.path).map_err(StoreError::storage)?;
             let db = disk::open_database(&open_cfg.db_file(), open_fault.as_ref())?;
+            // redb syncs the file, not the directory entry that makes a new file findable.
+            disk::sync_dir(&open_cfg.path)?;
             let (state, seq) = disk::load(&db)?;
             Ok::<_, StoreError>((db, state, seq))
         })
         .await
         .map_err(StoreError::storage)??;
+        tracing::info!(
+            path = %config.path.display(),
+            records = state.len(),
+            seq,
+            elapsed_ms = started.elapsed().as_millis(),
+            "MUPDATE store opened"
+        );
         let shared = Arc::new(Shared {
             published: RwLock::new(Published {
                 db: Arc::new(state.clone()),
@@ -266,7 +276,9 @@ impl MupdateStore {
 
     /// Slave: replaces the whole state with the master's dump in one transaction. Subscribers
     /// get exactly the difference ([`diff`]): upserts for new or changed names and deletes for
-    /// vanished ones, in Cyrus order. Duplicate names in `records`: the last one wins.
+    /// vanished ones, in Cyrus order. Duplicate names in `records`: the last one wins. A diff
+    /// larger than [`StoreConfig::subscriber_buffer`] makes every subscriber that has not read it
+    /// yet [`Lagged`], as it should: it cannot follow, and must resynchronise itself.
     pub async fn resync(&self, records: Vec<Record>) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
         self.submit(writer::Op::Resync { records, reply }).await?;
