@@ -14,13 +14,14 @@
 //!   checksums and crash recovery that its authors fuzz and test, one fsync per commit
 //!   (`Durability::Immediate`, one-phase commit with checksummed commit slots), and a
 //!   `StorageBackend` hook for fault tests ([`FaultInjector`](crate::store::FaultInjector)).
-//!   Measured on the development VM (`cargo test --release -p murder-server --test store_bench --
-//!   --ignored --nocapture --test-threads=1`): raw 4 KiB overwrite+fdatasync 9.5-11k/s, but a naive
-//!   append+fdatasync log only ~660/s (each append grows the file, so ext4 journals metadata every
-//!   time), while redb commits ~2,000/s (it preallocates). A log would need preallocation,
-//!   checksummed framing, torn-tail handling and compaction to beat that, and its gain would only
-//!   matter for a single client: with group commit 8 clients already reach ~15,000 durable
-//!   writes/s. Start-up with 1,000,000 records is ~0.55 s after a clean close and ~0.8 s after
+//!   Measured on the 2-core development VM (`cargo test --release -p murder-server --test
+//!   store_bench -- --ignored --nocapture --test-threads=1`), quiet / loaded by other builds:
+//!   raw 4 KiB overwrite+fdatasync 9,500-11,000/s / ~480/s; naive 128-byte append+fdatasync
+//!   (a log without preallocation: every append journals the file size) ~660/s / ~400/s; redb
+//!   commits ~2,000/s / ~530/s. A log would need preallocation, checksummed framing, torn-tail
+//!   handling and compaction to beat redb, and the gain would matter only for a lone client:
+//!   with group commit 8 clients reach ~15,000 / ~3,000 durable writes/s, above the raw fsync
+//!   rate. Start-up with 1,000,000 records: ~0.55-0.9 s after a clean close, ~0.8-1.7 s after
 //!   SIGKILL (redb repair + load).
 //! * **Group commit** (module `writer`): one writer thread drains a bounded queue, applies up to
 //!   [`StoreConfig::max_batch`](crate::store::StoreConfig::max_batch) operations in memory, writes
