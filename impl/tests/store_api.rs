@@ -377,11 +377,15 @@ async fn disk_error_fails_the_write_and_reads_keep_working() {
         .unwrap()
         .unwrap();
     assert_eq!(change.name(), b"after");
+    // The refused write left no trace in the writer either: the name is free.
+    let r = store.execute(reserve("refused", "h!p")).await.unwrap();
+    assert_eq!(r.result, Ok(()));
+    assert_eq!(store.stats().failed_commits, 1);
     store.close().await;
 
     let reopened = open(dir.path()).await;
     let names: Vec<Vec<u8>> = reopened.snapshot().records().map(|r| r.name).collect();
-    assert_eq!(names, vec![b("acked"), b("after")]);
+    assert_eq!(names, vec![b("acked"), b("after"), b("refused")]);
     reopened.close().await;
 }
 
