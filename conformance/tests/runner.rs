@@ -324,3 +324,37 @@ open c\nc > A1 ACTIVATE \"$box\" \"$host!p\" \"\"\nc < $tag OK ...\nc > D1 DELET
     assert!(msg.contains("no longer accepts connections"), "{msg}");
     assert_eq!(cases[1]["grade"], "NOT-RUN");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_imap_scenarios_pass_against_a_correct_server() {
+    let srv = support::imap::start().await;
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("r.json");
+    let addr = srv.addr.to_string();
+    let code = run(&[
+        "--target",
+        &addr,
+        "--user",
+        "u",
+        "--password",
+        "p",
+        "--scenarios",
+        scenarios().to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "--bundle-dir",
+        out.path().join("b").to_str().unwrap(),
+    ])
+    .await;
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(code, 0, "{report:#}");
+    let cases = report["cases"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    assert!(
+        cases
+            .iter()
+            .all(|c| c["protocol"] == "imap" && c["grade"] == "PASS"),
+        "{report:#}"
+    );
+}

@@ -9,6 +9,8 @@
     missing_docs
 )]
 
+pub mod imap;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
