@@ -306,6 +306,41 @@ impl StepKind {
     }
 }
 
+impl Scenario {
+    /// Every step, setup, test and cleanup in order.
+    pub fn steps(&self) -> impl Iterator<Item = &Step> {
+        self.setup.iter().chain(&self.test).chain(&self.cleanup)
+    }
+
+    /// The declared needs plus those the steps imply: a logged-in `open` or `login` needs the
+    /// main user (`admin`), one as `user2` needs the second user. A run without those
+    /// credentials grades the case N/A instead of failing it.
+    pub fn effective_needs(&self) -> Vec<Need> {
+        let mut needs = self.meta.needs.clone();
+        for s in self.steps() {
+            let implied = match &s.kind {
+                StepKind::Open {
+                    mode: OpenMode::Login,
+                    ..
+                }
+                | StepKind::Login { user2: false, .. } => Some(Need::Admin),
+                StepKind::Open {
+                    mode: OpenMode::LoginUser2,
+                    ..
+                }
+                | StepKind::Login { user2: true, .. } => Some(Need::User2),
+                _ => None,
+            };
+            if let Some(n) = implied
+                && !needs.contains(&n)
+            {
+                needs.push(n);
+            }
+        }
+        needs
+    }
+}
+
 /// A parsed case.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {
