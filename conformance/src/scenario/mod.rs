@@ -3,6 +3,7 @@
 //!
 //! The format is specified for scenario authors in `scenarios/README.md`.
 
+pub mod imap_oracle;
 pub mod names;
 pub mod oracle;
 pub mod parse;

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use super::imap_oracle::ImapSim;
 use super::names::{Credentials, case_env};
 use super::oracle::{Sim, Status};
 use super::pattern::{Pat, PatKind, Pattern};
@@ -103,6 +104,7 @@ fn shape(p: &Pattern, env: &Env) -> Shape {
 struct Walker<'a> {
     sc: &'a Scenario,
     sim: Sim,
+    imap: Option<ImapSim>,
     env: Env,
     tags: HashMap<String, Vec<u8>>,
     errors: Vec<ValidationError>,
@@ -140,7 +142,11 @@ impl Walker<'_> {
         self.capture_all(&p.items);
         match shape(p, &env) {
             Shape::Completion(tag, st) => {
-                if let Err(e) = self.sim.completed(conn, &tag, &st) {
+                let r = match self.imap.as_mut() {
+                    Some(imap) => imap.completed(conn, &tag, &st),
+                    None => self.sim.completed(conn, &tag, &st),
+                };
+                if let Err(e) = r {
                     self.error(
                         line,
                         format!("`{}` contradicts the specification: {e}", p.src),
@@ -168,7 +174,12 @@ impl Walker<'_> {
         if set_tag {
             self.tags.insert(conn.to_string(), tag_of(&bytes));
         }
-        self.sim.sent(conn, &bytes);
+        match self.imap.as_mut() {
+            Some(imap) => imap.sent(conn, &bytes),
+            None => {
+                self.sim.sent(conn, &bytes);
+            }
+        }
     }
 
     fn step(&mut self, step: &Step) {
@@ -177,9 +188,22 @@ impl Walker<'_> {
             StepKind::Open { conn, mode } => {
                 let logged = matches!(mode, OpenMode::Login | OpenMode::LoginUser2);
                 self.sim.open(conn, logged);
+                if let Some(imap) = self.imap.as_mut() {
+                    imap.open(conn, logged);
+                }
             }
-            StepKind::Login { conn, .. } => self.sim.logged_in(conn),
-            StepKind::Close { conn } | StepKind::Closed { conn } => self.sim.close(conn),
+            StepKind::Login { conn, .. } => {
+                self.sim.logged_in(conn);
+                if let Some(imap) = self.imap.as_mut() {
+                    imap.logged_in(conn);
+                }
+            }
+            StepKind::Close { conn } | StepKind::Closed { conn } => {
+                self.sim.close(conn);
+                if let Some(imap) = self.imap.as_mut() {
+                    imap.close(conn);
+                }
+            }
             StepKind::StartTls { .. } | StepKind::Tls { .. } | StepKind::Silent { .. } => {}
             StepKind::Send { conn, text, crlf } => {
                 let env = self.env_for(conn);
@@ -258,6 +282,7 @@ pub fn validate(sc: &Scenario, expected_id: Option<&str>) -> Result<(), Vec<Vali
     let mut w = Walker {
         sc,
         sim: Sim::new(sc.meta.needs.contains(&Need::Slave)),
+        imap: (sc.meta.protocol == Protocol::Imap).then(ImapSim::default),
         env: validation_env(),
         tags: HashMap::new(),
         errors: Vec::new(),
@@ -283,12 +308,10 @@ pub fn validate(sc: &Scenario, expected_id: Option<&str>) -> Result<(), Vec<Vali
             format!("the id of a {} case starts with {prefix}", sc.meta.protocol),
         );
     }
-    if sc.meta.protocol == Protocol::Mupdate {
-        // Setup and test run in sequence on one simulated database; cleanup is best effort and
-        // may legitimately hit refusals, so it is simulated without judging.
-        for s in sc.setup.iter().chain(&sc.test) {
-            w.step(s);
-        }
+    // Setup and test run in sequence on one simulated database; cleanup is best effort and may
+    // legitimately hit refusals, so it is not judged.
+    for s in sc.setup.iter().chain(&sc.test) {
+        w.step(s);
     }
     if w.errors.is_empty() {
         Ok(())
