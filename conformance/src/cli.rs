@@ -41,6 +41,9 @@ pub enum Command {
         /// Bundle directory (or its bundle.json).
         bundle: PathBuf,
     },
+    /// Parse and oracle-check scenario files (the embedded corpus, or --scenarios DIR) without
+    /// running them; exit 0 when all are valid, 2 otherwise.
+    Check,
 }
 
 /// `--suite`.
@@ -329,8 +332,10 @@ pub async fn main_with(cli: Cli) -> i32 {
         jobs: o.jobs,
         run_id,
     };
-    if let Some(Command::Replay { bundle: path }) = cli.command {
-        return replay(&o, cfg, &path).await;
+    match cli.command {
+        Some(Command::Replay { bundle: path }) => return replay(&o, cfg, &path).await,
+        Some(Command::Check) => return check(&o),
+        None => {}
     }
     let all = match load(&o) {
         Ok(s) => s,
@@ -413,6 +418,43 @@ pub async fn main_with(cli: Cli) -> i32 {
         }
         None => crate::embedded::run_embedded(&o, cfg, selected).await,
     }
+}
+
+fn check(o: &Options) -> i32 {
+    let files = match &o.scenarios {
+        Some(dir) => corpus::from_dir(dir),
+        None => corpus::embedded(),
+    };
+    let files = match files {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut problems = 0;
+    for f in &files {
+        match parse_scenario(&f.path, &f.text) {
+            Err(e) => {
+                println!("{e}");
+                problems += 1;
+            }
+            Ok(sc) => {
+                if let Err(errs) = crate::scenario::validate::validate(&sc, Some(f.implied_id())) {
+                    for e in errs {
+                        println!("{e}");
+                        problems += 1;
+                    }
+                }
+            }
+        }
+    }
+    if let Err(e) = corpus::parse_all(&files) {
+        println!("{e}");
+        problems += 1;
+    }
+    println!("{} files, {problems} problems", files.len());
+    if problems == 0 { EXIT_OK } else { EXIT_USAGE }
 }
 
 async fn replay(o: &Options, mut cfg: RunConfig, path: &std::path::Path) -> i32 {
