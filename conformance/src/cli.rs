@@ -247,15 +247,27 @@ pub async fn run_plans(o: &Options, cfg: Arc<RunConfig>, plans: Vec<SuitePlan>) 
     let total: usize = plans.iter().map(|p| p.cases.len()).sum();
     let pb = progress_bar(total);
     let mut reports: Vec<CaseReport> = Vec::new();
+    let mut targets = Vec::new();
     for p in plans {
+        targets.push(crate::report::json::JsonTarget {
+            addr: p.target.addr.clone(),
+            tls: p.target.tls_mode,
+            info: (*p.info).clone(),
+        });
         reports.extend(run_suite(p.cases, p.target, p.info, cfg.clone(), pb.clone()).await);
     }
     pb.finish_and_clear();
     let elapsed = started.elapsed();
-    finish(o, &cfg.run_id, &mut reports, elapsed)
+    finish(o, &cfg.run_id, &targets, &mut reports, elapsed)
 }
 
-fn finish(o: &Options, run_id: &str, reports: &mut [CaseReport], elapsed: Duration) -> i32 {
+fn finish(
+    o: &Options,
+    run_id: &str,
+    targets: &[crate::report::json::JsonTarget],
+    reports: &mut [CaseReport],
+    elapsed: Duration,
+) -> i32 {
     if let Some(f) = &o.expect_fail {
         match std::fs::read_to_string(f) {
             Ok(text) => report::apply_waivers(reports, &report::parse_waivers(&text)),
@@ -287,7 +299,7 @@ fn finish(o: &Options, run_id: &str, reports: &mut [CaseReport], elapsed: Durati
     }
     let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     if let Some(path) = &o.json {
-        match crate::report::json::render(run_id, ms, reports) {
+        match crate::report::json::render(run_id, ms, targets, reports) {
             Ok(text) => {
                 if let Err(e) = std::fs::write(path, text) {
                     eprintln!("conformance: --json {}: {e}", path.display());
