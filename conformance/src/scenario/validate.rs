@@ -278,10 +278,40 @@ impl Walker<'_> {
 }
 
 /// Validate one parsed scenario. `expected_id`, when given, is the id its path implies.
+///
+/// A MUPDATE case that declares neither `needs: master` nor `needs: slave` runs on both, so it
+/// is simulated as a slave too (writes refused): if that contradicts its expectations, it must
+/// say `needs: master`.
 pub fn validate(sc: &Scenario, expected_id: Option<&str>) -> Result<(), Vec<ValidationError>> {
+    let first = validate_as(sc, expected_id, sc.meta.needs.contains(&Need::Slave));
+    let either_role =
+        !sc.meta.needs.contains(&Need::Master) && !sc.meta.needs.contains(&Need::Slave);
+    if first.is_ok() && either_role && sc.meta.protocol == Protocol::Mupdate {
+        if let Err(errs) = validate_as(sc, None, true) {
+            return Err(errs
+                .into_iter()
+                .take(1)
+                .map(|e| ValidationError {
+                    message: format!(
+                        "on a slave (writes refused) {}; add `needs: master`",
+                        e.message
+                    ),
+                    ..e
+                })
+                .collect());
+        }
+    }
+    first
+}
+
+fn validate_as(
+    sc: &Scenario,
+    expected_id: Option<&str>,
+    slave: bool,
+) -> Result<(), Vec<ValidationError>> {
     let mut w = Walker {
         sc,
-        sim: Sim::new(sc.meta.needs.contains(&Need::Slave)),
+        sim: Sim::new(slave),
         imap: (sc.meta.protocol == Protocol::Imap).then(ImapSim::default),
         env: validation_env(),
         tags: HashMap::new(),
@@ -327,7 +357,7 @@ mod tests {
 
     fn check(body: &str) -> Result<(), Vec<ValidationError>> {
         let text = format!(
-            "id: mupdate/t\ntitle: t\nprotocol: mupdate\nrfc: RFC3656 4.9\nlevel: MUST\n[test]\n{body}"
+            "id: mupdate/t\ntitle: t\nprotocol: mupdate\nrfc: RFC3656 4.9\nlevel: MUST\nneeds: master\n[test]\n{body}"
         );
         validate(&parse_scenario("t.scn", &text).unwrap(), Some("mupdate/t"))
     }
@@ -339,7 +369,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.len(), 1);
-        assert_eq!(e[0].line, 11);
+        assert_eq!(e[0].line, 12);
         assert!(e[0].message.contains("mailbox already exists"), "{}", e[0]);
     }
 
@@ -364,6 +394,13 @@ mod tests {
     fn ok_before_login_is_rejected() {
         let e = check("open c noauth\nc > F1 FIND \"$box\"\nc < $tag OK ...\n").unwrap_err();
         assert!(e[0].message.contains("not authenticated"), "{}", e[0]);
+    }
+
+    #[test]
+    fn writes_without_needs_master_are_rejected() {
+        let text = "id: mupdate/t\ntitle: t\nprotocol: mupdate\nrfc: RFC3656 4.1\nlevel: MUST\nopen c\nc > A1 ACTIVATE \"$box\" \"h\" \"\"\nc < $tag OK ...\n";
+        let e = validate(&parse_scenario("t.scn", text).unwrap(), None).unwrap_err();
+        assert!(e[0].message.contains("add `needs: master`"), "{}", e[0]);
     }
 
     #[test]
