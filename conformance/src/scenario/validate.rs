@@ -286,20 +286,22 @@ pub fn validate(sc: &Scenario, expected_id: Option<&str>) -> Result<(), Vec<Vali
     let first = validate_as(sc, expected_id, sc.meta.needs.contains(&Need::Slave));
     let either_role =
         !sc.meta.needs.contains(&Need::Master) && !sc.meta.needs.contains(&Need::Slave);
-    if first.is_ok() && either_role && sc.meta.protocol == Protocol::Mupdate {
-        if let Err(errs) = validate_as(sc, None, true) {
-            return Err(errs
-                .into_iter()
-                .take(1)
-                .map(|e| ValidationError {
-                    message: format!(
-                        "on a slave (writes refused) {}; add `needs: master`",
-                        e.message
-                    ),
-                    ..e
-                })
-                .collect());
-        }
+    if first.is_ok()
+        && either_role
+        && sc.meta.protocol == Protocol::Mupdate
+        && let Err(errs) = validate_as(sc, None, true)
+    {
+        return Err(errs
+            .into_iter()
+            .take(1)
+            .map(|e| ValidationError {
+                message: format!(
+                    "on a slave (writes refused) {}; add `needs: master`",
+                    e.message
+                ),
+                ..e
+            })
+            .collect());
     }
     first
 }
