@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::corpus;
 use crate::report::{self, EXIT_FAIL, EXIT_NO_CASE, EXIT_OK, EXIT_USAGE, bundle, human};
-use crate::run::probe::{ProbeError, probe};
+use crate::run::probe::probe;
 use crate::run::suite::{CaseReport, Grade, Selected, run_suite};
 use crate::run::{RunConfig, Target, TargetInfo, TlsMode, tls};
 use crate::scenario::names::Credentials;
@@ -395,8 +395,7 @@ pub async fn main_with(cli: Cli) -> i32 {
             };
             let info = match probe(&target, wanted_suite, &cfg.creds, cfg.timeout).await {
                 Ok(i) => i,
-                Err(e @ ProbeError::Unreachable { .. })
-                | Err(e @ ProbeError::UnknownProtocol(_)) => {
+                Err(e) => {
                     eprintln!("conformance: {e}");
                     return EXIT_USAGE;
                 }

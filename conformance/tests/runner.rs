@@ -398,3 +398,21 @@ async fn manual_corpus_against_fakes() {
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_suite_for_the_greeting_exits_2() {
+    let srv = support::imap::start().await;
+    let addr = srv.addr.to_string();
+    assert_eq!(
+        run(&[
+            "--target",
+            &addr,
+            "--suite",
+            "mupdate",
+            "--scenarios",
+            scenarios().to_str().unwrap()
+        ])
+        .await,
+        2
+    );
+}
