@@ -830,4 +830,41 @@ mod tests {
             )]
         );
     }
+
+    mod props {
+        use super::*;
+        use crate::mupdate::response::put_string;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn never_panics_on_arbitrary_bytes(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..8), accept in any::<bool>()) {
+                let limits = Limits { max_line: 1024, max_literal: 4096, literal_drain_limit: 8192, ..Limits::default() };
+                let mut d = Decoder::new(limits);
+                let mut buf = BytesMut::new();
+                for c in chunks {
+                    buf.extend_from_slice(&c);
+                    for _ in 0..1000 {
+                        match d.decode(&mut buf) {
+                            Ok(Some(Event::LiteralRequest { .. })) => if accept { d.accept_literal() } else { d.refuse_literal() },
+                            Ok(Some(_)) => {}
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn encoded_strings_decode_back(s in proptest::collection::vec(1u8..=255, 0..3000)) {
+                let mut line = b"X FIND ".to_vec();
+                put_string(&mut line, &s);
+                line.extend_from_slice(b"\r\n");
+                let mut d = dec();
+                let mut buf = BytesMut::from(&line[..]);
+                let ev = d.decode(&mut buf).unwrap();
+                prop_assert_eq!(ev, Some(Event::Command(RawCommand { tag: b"X".to_vec(), word: b"FIND".to_vec(), args: vec![Token::String(s)] })));
+                prop_assert!(buf.is_empty());
+            }
+        }
+    }
 }
