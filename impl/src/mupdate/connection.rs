@@ -1,0 +1,499 @@
+//! One client connection: the tokio driver around the sans-IO [`Decoder`] and [`Session`].
+//!
+//! The driver owns the socket, the input buffer and the UPDATE [`Subscription`]. It reads,
+//! feeds the decoder, turns each [`Action`] into I/O, and while streaming forwards every
+//! committed change as soon as the store publishes it (no timer: a change is written the moment
+//! it is committed, with every intermediate state). Output is buffered while pipelined input is
+//! being answered and flushed before the driver waits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use murder_model::Change;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::net::{ShutdownSignal, Stream};
+use tracing::{info, trace, warn};
+
+use crate::auth::sasl::{
+    AuthzPolicy, Mechanism, SaslFailure, SaslServer, SaslStep, decode_base64_line, encode_base64,
+    is_cancel,
+};
+use crate::store::{Lagged, Subscription};
+
+use super::codec::{Decoder, Event};
+use super::faults::Fault;
+use super::server::Shared;
+use super::session::{Action, Session, bye};
+
+/// Output above this size is flushed even while more pipelined input waits.
+const FLUSH_THRESHOLD: usize = 64 * 1024;
+
+/// Whether the connection goes on.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// Why a connection ended abnormally (logged, never sent).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnError {
+    /// Socket error.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer closed the connection.
+    #[error("peer closed the connection")]
+    Eof,
+}
+
+/// One connection's state.
+pub(crate) struct Connection {
+    /// None only after a failed TLS handshake.
+    io: Option<Stream>,
+    signal: ShutdownSignal,
+    shared: Arc<Shared>,
+    session: Session,
+    decoder: Decoder,
+    input: BytesMut,
+    output: Vec<u8>,
+    sub: Option<Subscription>,
+    last_seq: u64,
+    peer: String,
+}
+
+fn closed() -> ConnError {
+    ConnError::Io(std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        "connection closed",
+    ))
+}
+
+/// Read from `io` into `buf`; the byte count (0 at EOF).
+async fn read_io(io: &mut Option<Stream>, buf: &mut BytesMut) -> Result<usize, ConnError> {
+    match io {
+        Some(s) => Ok(s.read_buf(buf).await?),
+        None => Err(closed()),
+    }
+}
+
+/// Wait for the next change of `sub`; never resolves without a subscription.
+async fn next_change(sub: &mut Option<Subscription>) -> Result<(u64, Change), Lagged> {
+    match sub {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Connection {
+    /// A connection on `tcp` from `peer`.
+    pub(crate) fn new(
+        tcp: TcpStream,
+        peer: String,
+        shared: Arc<Shared>,
+        signal: ShutdownSignal,
+    ) -> Self {
+        let session = Session::new(Arc::clone(&shared.policy));
+        let decoder = Decoder::new(shared.limits.clone());
+        Connection {
+            io: Some(Stream::Plain(tcp)),
+            signal,
+            shared,
+            session,
+            decoder,
+            input: BytesMut::with_capacity(4096),
+            output: Vec::new(),
+            sub: None,
+            last_seq: 0,
+            peer,
+        }
+    }
+
+    /// Serve the connection until it ends.
+    pub(crate) async fn run(mut self) {
+        info!(peer = %self.peer, "connection opened");
+        let result = self.serve().await;
+        // A failed write of the final bytes is not an error (clients often close first).
+        let _ = self.flush().await;
+        if let Some(io) = self.io.as_mut() {
+            let _ = io.shutdown().await;
+        }
+        match result {
+            Ok(()) | Err(ConnError::Eof) => info!(peer = %self.peer, "connection closed"),
+            Err(e) => info!(peer = %self.peer, error = %e, "connection closed"),
+        }
+    }
+
+    fn banner(&self) -> Vec<u8> {
+        let mechs: Vec<&str> = Mechanism::ALL.iter().map(Mechanism::name).collect();
+        self.session.banner(&self.shared.server_name, &mechs)
+    }
+
+    async fn flush(&mut self) -> Result<(), ConnError> {
+        let Some(io) = self.io.as_mut() else {
+            return Err(closed());
+        };
+        if !self.output.is_empty() {
+            trace!(peer = %self.peer, bytes = %String::from_utf8_lossy(&self.output), "send");
+            io.write_all(&self.output).await?;
+            self.output.clear();
+        }
+        io.flush().await?;
+        Ok(())
+    }
+
+    /// Read more input (with the idle timeout); `Ok(false)` when the idle timer expired.
+    async fn read_more(&mut self) -> Result<bool, ConnError> {
+        let idle = self.shared.limits.idle_timeout;
+        match tokio::time::timeout(idle, read_io(&mut self.io, &mut self.input)).await {
+            Err(_) => Ok(false),
+            Ok(Ok(0)) => Err(ConnError::Eof),
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    async fn serve(&mut self) -> Result<(), ConnError> {
+        if let Some(ready) = &self.shared.slave_ready {
+            // A slave answers once its first resynchronisation is done (or the wait expired).
+            let mut ready = ready.clone();
+            let wait = self.shared.slave_ready_timeout;
+            let _ = tokio::time::timeout(wait, ready.wait_for(|r| *r)).await;
+        }
+        self.output = self.banner();
+        loop {
+            loop {
+                let event = match self.decoder.decode(&mut self.input) {
+                    Ok(Some(ev)) => ev,
+                    Ok(None) => break,
+                    Err(fatal) => {
+                        self.output.extend(bye(&fatal.to_string()));
+                        return Ok(());
+                    }
+                };
+                trace!(peer = %self.peer, event = ?event, "event");
+                if self.handle(event).await? == Flow::Close {
+                    return Ok(());
+                }
+                if self.output.len() > FLUSH_THRESHOLD {
+                    self.flush().await?;
+                }
+            }
+            self.flush().await?;
+            let idle = self.shared.limits.idle_timeout;
+            tokio::select! {
+                r = tokio::time::timeout(idle, read_io(&mut self.io, &mut self.input)) => match r {
+                    Err(_) => {
+                        self.output.extend(bye("idle for too long"));
+                        return Ok(());
+                    }
+                    Ok(Ok(0)) => return Err(ConnError::Eof),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(e),
+                },
+                () = self.signal.wait() => {
+                    self.output.extend(bye("server shutting down"));
+                    return Ok(());
+                }
+                change = next_change(&mut self.sub) => {
+                    if self.stream(change) == Flow::Close {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forward `first` and every change already waiting; Close when the subscriber lagged.
+    fn stream(&mut self, first: Result<(u64, Change), Lagged>) -> Flow {
+        let mut batch = Vec::new();
+        let mut next = first;
+        loop {
+            match next {
+                Ok(item) => batch.push(item),
+                Err(lagged) => {
+                    warn!(peer = %self.peer, %lagged, "UPDATE subscriber dropped");
+                    self.output
+                        .extend(bye("too far behind, resynchronise with UPDATE"));
+                    return Flow::Close;
+                }
+            }
+            if batch.len() >= 1024 {
+                break;
+            }
+            next = match self.sub.as_mut().map(Subscription::try_recv) {
+                Some(Ok(Some(item))) => Ok(item),
+                Some(Ok(None)) | None => break,
+                Some(Err(lagged)) => Err(lagged),
+            };
+        }
+        if self.shared.policy.faults.has(Fault::CoalesceStream) {
+            let mut coalesced: Vec<(u64, Change)> = Vec::new();
+            for (seq, change) in batch {
+                coalesced.retain(|(_, c)| c.name() != change.name());
+                coalesced.push((seq, change));
+            }
+            batch = coalesced;
+        }
+        for (seq, change) in batch {
+            self.last_seq = self.last_seq.max(seq);
+            self.output.extend(self.session.stream_change(&change));
+        }
+        Flow::Continue
+    }
+
+    async fn handle(&mut self, event: Event) -> Result<Flow, ConnError> {
+        match self.session.on_event(event) {
+            Action::Send(bytes) => self.output.extend(bytes),
+            Action::GoAhead(bytes) => {
+                self.output.extend(bytes);
+                self.flush().await?;
+                self.decoder.accept_literal();
+            }
+            Action::RefuseLiteral(bytes) => {
+                self.output.extend(bytes);
+                self.decoder.refuse_literal();
+            }
+            Action::Execute { tag, command } => {
+                let write = command.is_write();
+                let result = self.shared.store.execute(command.clone()).await;
+                match result {
+                    Ok(reply) => {
+                        if write {
+                            info!(
+                                peer = %self.peer,
+                                user = self.session.identity().unwrap_or(""),
+                                command = ?command,
+                                ok = reply.result.is_ok(),
+                                "write"
+                            );
+                        }
+                        self.output
+                            .extend(self.session.reply(&tag, &command, &reply));
+                    }
+                    Err(e) => {
+                        warn!(peer = %self.peer, error = %e, "store error");
+                        let mut out = Vec::new();
+                        super::response::status(
+                            &mut out,
+                            super::response::Tag::Tagged(&tag),
+                            super::response::Status::No,
+                            &format!("database error: {e}"),
+                        );
+                        self.output.extend(out);
+                    }
+                }
+            }
+            Action::Authenticate {
+                tag,
+                mechanism,
+                initial,
+            } => return self.authenticate(&tag, &mechanism, initial).await,
+            Action::StartTls(ok) => return self.start_tls(ok).await,
+            Action::Update { tag } => {
+                let (records, sub) = self.shared.store.subscribe();
+                self.last_seq = sub.start_seq();
+                self.output.extend(self.session.update_dump(&tag, &records));
+                self.session.streaming(&tag);
+                self.sub = Some(sub);
+                info!(peer = %self.peer, records = records.len(), "UPDATE stream started");
+            }
+            Action::Barrier(ok) => {
+                if self.shared.policy.faults.has(Fault::NoNoopBarrier) {
+                    self.output.extend(ok);
+                    self.flush().await?;
+                    return Ok(Flow::Continue);
+                }
+                if let Some(kick) = &self.shared.kick {
+                    // Slave: let the master's stream catch up first (RFC 3656 4.8 through a
+                    // slave: everything the master committed before this NOOP).
+                    kick.barrier().await;
+                }
+                let target = self.shared.store.committed_seq();
+                while self.last_seq < target {
+                    let change = next_change(&mut self.sub).await;
+                    if self.stream(change) == Flow::Close {
+                        return Ok(Flow::Close);
+                    }
+                }
+                self.output.extend(ok);
+            }
+            Action::Close(bytes) => {
+                self.output.extend(bytes);
+                return Ok(Flow::Close);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn start_tls(&mut self, ok: Vec<u8>) -> Result<Flow, ConnError> {
+        let Some(acceptor) = self.shared.tls.clone() else {
+            return Ok(Flow::Continue);
+        };
+        self.output.extend(ok);
+        self.flush().await?;
+        if self
+            .shared
+            .policy
+            .faults
+            .has(Fault::StarttlsExecutesPipelined)
+        {
+            // Deliberate bug: run what was pipelined after STARTTLS, in plaintext.
+            while let Ok(Some(ev)) = self.decoder.decode(&mut self.input) {
+                if Box::pin(self.handle(ev)).await? == Flow::Close {
+                    return Ok(Flow::Close);
+                }
+            }
+            self.flush().await?;
+        }
+        // Anything the client sent after the STARTTLS line is discarded (never executed).
+        self.decoder = Decoder::new(self.shared.limits.clone());
+        let Some(plain) = self.io.take() else {
+            return Ok(Flow::Close);
+        };
+        match plain.upgrade_discarding(&acceptor, &mut self.input).await {
+            Ok(tls) => {
+                self.io = Some(tls);
+                self.session.tls_started();
+                info!(peer = %self.peer, "TLS started");
+                self.output.extend(self.banner());
+                Ok(Flow::Continue)
+            }
+            Err(e) => {
+                info!(peer = %self.peer, error = %e, "TLS handshake failed");
+                Ok(Flow::Close)
+            }
+        }
+    }
+
+    /// Read until the decoder yields the next SASL line (or an error).
+    async fn sasl_line(&mut self) -> Result<Option<Event>, ConnError> {
+        self.decoder.expect_sasl_line();
+        loop {
+            match self.decoder.decode(&mut self.input) {
+                Ok(Some(ev)) => return Ok(Some(ev)),
+                Ok(None) => {}
+                Err(fatal) => {
+                    self.output.extend(bye(&fatal.to_string()));
+                    return Ok(None);
+                }
+            }
+            if !self.read_more().await? {
+                self.output.extend(bye("idle for too long"));
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn authenticate(
+        &mut self,
+        tag: &[u8],
+        mechanism: &str,
+        initial: Option<Vec<u8>>,
+    ) -> Result<Flow, ConnError> {
+        let Some(mech) = Mechanism::from_name(mechanism.as_bytes()) else {
+            let no = self.session.auth_failed(
+                tag,
+                &format!("{mechanism} is not a supported SASL mechanism"),
+            );
+            self.output.extend(no);
+            return Ok(Flow::Continue);
+        };
+        let policy = AuthzPolicy {
+            admins: self.shared.policy.admins.clone(),
+        };
+        let mut server = SaslServer::new(mech, Arc::clone(&self.shared.users), policy);
+        let initial = match initial.map(|i| {
+            if i.is_empty() {
+                Ok(i)
+            } else {
+                decode_base64_line(&i)
+            }
+        }) {
+            None => None,
+            Some(Ok(i)) => Some(i),
+            Some(Err(f)) => return self.auth_failure(tag, f).await,
+        };
+        let Some((s, mut step)) = run_blocking(server, move |s| s.start(initial.as_deref())).await
+        else {
+            return self.auth_failure(tag, SaslFailure::OutOfSequence).await;
+        };
+        server = s;
+        loop {
+            match step {
+                SaslStep::Success(identity) => {
+                    info!(
+                        peer = %self.peer,
+                        authcid = %identity.authcid,
+                        authzid = %identity.authzid,
+                        "authenticated"
+                    );
+                    let ok = self.session.authenticated(tag, &identity.authzid);
+                    self.output.extend(ok);
+                    return Ok(Flow::Continue);
+                }
+                SaslStep::Failure(f) => return self.auth_failure(tag, f).await,
+                SaslStep::Challenge(challenge) => {
+                    self.output.extend(encode_base64(&challenge).into_bytes());
+                    self.output.extend_from_slice(b"\r\n");
+                    self.flush().await?;
+                    let line = match self.sasl_line().await? {
+                        None => return Ok(Flow::Close),
+                        Some(Event::SaslLine(line)) => line,
+                        Some(_) => {
+                            return self
+                                .auth_failure(tag, SaslFailure::MalformedResponse("bad line"))
+                                .await;
+                        }
+                    };
+                    if is_cancel(&line) {
+                        step = server.cancel();
+                        continue;
+                    }
+                    match decode_base64_line(&line) {
+                        Ok(response) => {
+                            let Some((s, next)) =
+                                run_blocking(server, move |s| s.step(&response)).await
+                            else {
+                                return self.auth_failure(tag, SaslFailure::OutOfSequence).await;
+                            };
+                            server = s;
+                            step = next;
+                        }
+                        Err(f) => return self.auth_failure(tag, f).await,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn auth_failure(&mut self, tag: &[u8], failure: SaslFailure) -> Result<Flow, ConnError> {
+        info!(peer = %self.peer, reason = %failure, "authentication failed");
+        if failure != SaslFailure::Cancelled {
+            let delay: Duration = self.shared.limits.auth_failure_delay;
+            if !delay.is_zero() {
+                self.flush().await?;
+                tokio::time::sleep(delay).await;
+            }
+        }
+        let no = self.session.auth_failed(tag, &failure.to_string());
+        self.output.extend(no);
+        Ok(Flow::Continue)
+    }
+}
+
+/// Run a SASL step off the async threads (an Argon2 verification takes tens of milliseconds).
+/// None if the step panicked.
+async fn run_blocking(
+    mut server: SaslServer,
+    f: impl FnOnce(&mut SaslServer) -> SaslStep + Send + 'static,
+) -> Option<(SaslServer, SaslStep)> {
+    tokio::task::spawn_blocking(move || {
+        let step = f(&mut server);
+        (server, step)
+    })
+    .await
+    .ok()
+}
