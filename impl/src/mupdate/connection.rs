@@ -31,6 +31,12 @@ use super::session::{Action, Session, bye};
 /// Output above this size is flushed even while more pipelined input waits.
 const FLUSH_THRESHOLD: usize = 64 * 1024;
 
+/// After the last response, how long the connection keeps reading and discarding input.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// After the last response, the most input read and discarded.
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
+
 /// Whether the connection goes on.
 #[derive(Debug, PartialEq, Eq)]
 enum Flow {
@@ -119,6 +125,20 @@ impl Connection {
         let _ = self.flush().await;
         if let Some(io) = self.io.as_mut() {
             let _ = io.shutdown().await;
+            // Read what the client still sends for a moment, so that closing a socket with
+            // unread input does not make the kernel reset the connection and lose the BYE.
+            let mut sink = BytesMut::with_capacity(64 * 1024);
+            let _ = tokio::time::timeout(LINGER, async {
+                let mut total = 0usize;
+                while total < LINGER_BYTES {
+                    sink.clear();
+                    match io.read_buf(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                }
+            })
+            .await;
         }
         match result {
             Ok(()) | Err(ConnError::Eof) => info!(peer = %self.peer, "connection closed"),

@@ -72,13 +72,65 @@ pub fn plain(user: &str, password: &str) -> String {
 /// A raw MUPDATE client.
 pub struct Client {
     /// The socket.
-    pub stream: TcpStream,
+    pub stream: Halves,
     buf: Vec<u8>,
     /// The banner received on connect.
     pub banner: Vec<String>,
 }
 
+/// The socket of a [`Client`]: whole, or split by a test and put back together.
+pub enum Halves {
+    /// Not split.
+    Whole(TcpStream),
+    /// Split into owned halves.
+    Split(
+        tokio::net::tcp::OwnedReadHalf,
+        tokio::net::tcp::OwnedWriteHalf,
+    ),
+}
+
+impl Halves {
+    /// Split into owned halves.
+    pub fn into_split(
+        self,
+    ) -> (
+        tokio::net::tcp::OwnedReadHalf,
+        tokio::net::tcp::OwnedWriteHalf,
+    ) {
+        match self {
+            Halves::Whole(s) => s.into_split(),
+            Halves::Split(r, w) => (r, w),
+        }
+    }
+
+    async fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            Halves::Whole(s) => s.write_all(b).await,
+            Halves::Split(_, w) => w.write_all(b).await,
+        }
+    }
+
+    async fn read_buf(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        match self {
+            Halves::Whole(s) => s.read_buf(buf).await,
+            Halves::Split(r, _) => r.read_buf(buf).await,
+        }
+    }
+}
+
 impl Client {
+    /// A client from split halves (after the banner).
+    pub fn from_halves(
+        r: tokio::net::tcp::OwnedReadHalf,
+        w: tokio::net::tcp::OwnedWriteHalf,
+    ) -> Client {
+        Client {
+            stream: Halves::Split(r, w),
+            buf: Vec::new(),
+            banner: Vec::new(),
+        }
+    }
+
     /// Connect and read the banner.
     pub async fn connect(addr: SocketAddr) -> Client {
         let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
@@ -86,7 +138,7 @@ impl Client {
             .unwrap()
             .unwrap();
         let mut c = Client {
-            stream,
+            stream: Halves::Whole(stream),
             buf: Vec::new(),
             banner: Vec::new(),
         };
