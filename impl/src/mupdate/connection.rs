@@ -66,8 +66,23 @@ pub(crate) struct Connection {
     input: BytesMut,
     output: Vec<u8>,
     sub: Option<Subscription>,
+    /// Sequence number of the last change received from `sub`.
     last_seq: u64,
+    /// Changes received but not yet written (only ever non-empty under a stream fault).
+    held: Vec<(u64, Change)>,
+    held_until: Option<tokio::time::Instant>,
     peer: String,
+}
+
+/// How long the stream faults hold changes back.
+const FAULT_STREAM_DELAY: Duration = Duration::from_secs(1);
+
+/// Resolves at `deadline`; never without one.
+async fn held_deadline(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn closed() -> ConnError {
@@ -113,6 +128,8 @@ impl Connection {
             output: Vec::new(),
             sub: None,
             last_seq: 0,
+            held: Vec::new(),
+            held_until: None,
             peer,
         }
     }
@@ -222,6 +239,7 @@ impl Connection {
                         return Ok(());
                     }
                 }
+                () = held_deadline(self.held_until) => self.release_held(),
             }
         }
     }
@@ -249,6 +267,26 @@ impl Connection {
                 Some(Err(lagged)) => Err(lagged),
             };
         }
+        for (seq, _) in &batch {
+            self.last_seq = self.last_seq.max(*seq);
+        }
+        self.held.extend(batch);
+        let faults = &self.shared.policy.faults;
+        if faults.has(Fault::NoNoopBarrier) || faults.has(Fault::CoalesceStream) {
+            // Deliberate bug: hold changes back (like a flush timer) so the fault is visible.
+            if self.held_until.is_none() {
+                self.held_until = Some(tokio::time::Instant::now() + FAULT_STREAM_DELAY);
+            }
+        } else {
+            self.release_held();
+        }
+        Flow::Continue
+    }
+
+    /// Write the changes received so far.
+    fn release_held(&mut self) {
+        self.held_until = None;
+        let mut batch = std::mem::take(&mut self.held);
         if self.shared.policy.faults.has(Fault::CoalesceStream) {
             let mut coalesced: Vec<(u64, Change)> = Vec::new();
             for (seq, change) in batch {
@@ -257,11 +295,9 @@ impl Connection {
             }
             batch = coalesced;
         }
-        for (seq, change) in batch {
-            self.last_seq = self.last_seq.max(seq);
+        for (_, change) in batch {
             self.output.extend(self.session.stream_change(&change));
         }
-        Flow::Continue
     }
 
     async fn handle(&mut self, event: Event) -> Result<Flow, ConnError> {
@@ -338,6 +374,7 @@ impl Connection {
                         return Ok(Flow::Close);
                     }
                 }
+                self.release_held();
                 self.output.extend(ok);
             }
             Action::Close(bytes) => {

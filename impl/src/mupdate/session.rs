@@ -219,16 +219,12 @@ impl Session {
     /// Why `kind` may not run now, as the refusal to send; None when it may.
     fn refusal(&self, tag: &[u8], kind: CommandKind) -> Option<Vec<u8>> {
         let t = Tag::Tagged(tag);
-        let state = if self.state == SessionState::NotAuthenticated
-            && self.policy.faults.has(Fault::CommandsBeforeLogin)
-        {
-            SessionState::Authenticated
-        } else {
-            self.state
-        };
+        let state = self.state;
         let is_slave = matches!(self.policy.role, Role::Slave { .. });
         match verdict(state, kind, is_slave) {
             Verdict::Run => {}
+            // Deliberate bug: run what must be refused before login.
+            Verdict::No if self.policy.faults.has(Fault::CommandsBeforeLogin) => {}
             Verdict::No => return Some(line(t, Status::No, "Please login first")),
             Verdict::NoOrBad => {
                 let text = match (state, kind) {
