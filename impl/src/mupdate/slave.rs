@@ -263,18 +263,15 @@ async fn session(
     *synced = true;
     ready.send_replace(true);
     info!(master = %link.master, records = count, "resynchronised with the master");
-    let mut pending: VecDeque<(Vec<u8>, oneshot::Sender<()>)> = VecDeque::new();
-    let mut noops: u64 = 0;
+    let mut noops = Noops::default();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(KEEPALIVE) => {
+                if !noops.pending.is_empty() {
+                    return Err(LinkError::Protocol("master did not answer NOOP".into()));
+                }
                 let (done, _) = oneshot::channel();
-                noops += 1;
-                let tag = format!("N{noops}").into_bytes();
-                let mut line = tag.clone();
-                line.extend_from_slice(b" NOOP\r\n");
-                r.tcp.write_all(&line).await?;
-                pending.push_back((tag, done));
+                noops.send(&mut r.tcp, done).await?;
             }
             response = r.response() => {
                 let (tag, word, args) = response?;
@@ -286,11 +283,7 @@ async fn session(
                         )));
                     };
                     store.apply_replicated(change).await?;
-                } else if pending.front().is_some_and(|(t, _)| *t == tag) {
-                    if let Some((_, done)) = pending.pop_front() {
-                        let _ = done.send(());
-                    }
-                } else {
+                } else if !noops.answered(&tag) {
                     return Err(LinkError::Protocol(format!(
                         "unexpected response {} {}",
                         String::from_utf8_lossy(&tag),
@@ -299,16 +292,48 @@ async fn session(
                 }
             }
             kick = kicks.recv() => match kick {
-                Some(done) => {
-                    noops += 1;
-                    let tag = format!("N{noops}").into_bytes();
-                    let mut line = tag.clone();
-                    line.extend_from_slice(b" NOOP\r\n");
-                    r.tcp.write_all(&line).await?;
-                    pending.push_back((tag, done));
-                }
+                Some(done) => noops.send(&mut r.tcp, done).await?,
                 None => return Ok(()),
             },
         }
+    }
+}
+
+/// The NOOPs the link sent upstream and not yet seen answered, in order.
+#[derive(Default)]
+struct Noops {
+    sent: u64,
+    pending: VecDeque<(Vec<u8>, oneshot::Sender<()>)>,
+}
+
+impl Noops {
+    /// Send `N<n> NOOP`; `done` fires when the master answers it.
+    async fn send(
+        &mut self,
+        tcp: &mut TcpStream,
+        done: oneshot::Sender<()>,
+    ) -> Result<(), LinkError> {
+        self.sent += 1;
+        let tag = format!("N{}", self.sent).into_bytes();
+        let mut line = tag.clone();
+        line.extend_from_slice(b" NOOP\r\n");
+        tcp.write_all(&line).await?;
+        self.pending.push_back((tag, done));
+        Ok(())
+    }
+
+    /// The master answered `tag`: true if it was the oldest pending NOOP.
+    fn answered(&mut self, tag: &[u8]) -> bool {
+        if self
+            .pending
+            .front()
+            .is_none_or(|(t, _)| t.as_slice() != tag)
+        {
+            return false;
+        }
+        if let Some((_, done)) = self.pending.pop_front() {
+            let _ = done.send(());
+        }
+        true
     }
 }
