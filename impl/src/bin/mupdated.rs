@@ -18,12 +18,28 @@ use murder_server::auth::{UserDb, hash_password_argon2id};
 use murder_server::mupdate::{Backoff, Config, Limits, MasterLink, start};
 use murder_server::net;
 
+/// Behaviour notes printed by `--help`.
+const AFTER_HELP: &str = "\
+Behaviour:
+  * Prints `listening on ADDR` on stdout once it accepts connections (useful with port 0).
+  * Offers SASL PLAIN and LOGIN (`* AUTH PLAIN LOGIN`), STARTTLS when --tls-cert/--tls-key are
+    given. Before AUTHENTICATE every command but AUTHENTICATE, STARTTLS and LOGOUT gets NO.
+  * Lines must end with CRLF; a line ending in a bare LF is answered BAD.
+  * Writes are durable (fsync, group commit) before OK. UPDATE streams every committed change
+    at once, with every intermediate state; NOOP on a stream is a barrier.
+  * A slave (--slave-of) refuses writes with NO, answers new connections after its first
+    resynchronisation with the master (or after 10 s, from its last stored state), keeps serving
+    its last state while the master is away, and reconnects with exponential backoff.
+  * SIGINT/SIGTERM: stop accepting, `* BYE` to every session, close the database.
+  * Logging: RUST_LOG (default info); protocol bytes at trace; passwords never logged.";
+
 /// Command line of `mupdated`.
 #[derive(Debug, Parser)]
 #[command(
     version,
     about = "MUPDATE (RFC 3656) master/slave server",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_long_help = AFTER_HELP
 )]
 struct Cli {
     /// Utility subcommands (the server runs when none is given).
@@ -43,14 +59,17 @@ struct Cli {
     #[arg(long = "admin", value_name = "NAME")]
     admins: Vec<String>,
     /// Run as a read-only slave of the master at HOST:PORT.
-    #[arg(long, value_name = "HOST:PORT", requires_all = ["master_user", "master_password"])]
+    #[arg(long, value_name = "HOST:PORT", requires = "master_user")]
     slave_of: Option<String>,
     /// User the slave authenticates as on its master.
     #[arg(long)]
     master_user: Option<String>,
-    /// Password of --master-user (prefer --master-password-file).
-    #[arg(long)]
+    /// Password of --master-user (visible in the process list: prefer --master-password-file).
+    #[arg(long, conflicts_with = "master_password_file")]
     master_password: Option<String>,
+    /// File whose first line is the password of --master-user.
+    #[arg(long)]
+    master_password_file: Option<PathBuf>,
     /// PEM certificate chain; with --tls-key enables STARTTLS.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -69,6 +88,9 @@ struct Cli {
     /// Largest over-limit non-synchronizing literal drained (answered BAD) instead of closing.
     #[arg(long, default_value_t = Limits::default().literal_drain_limit)]
     literal_drain_limit: u64,
+    /// Most arguments in one command (>= 3).
+    #[arg(long, default_value_t = Limits::default().max_args)]
+    max_args: usize,
     /// Longest tag, in octets.
     #[arg(long, default_value_t = Limits::default().max_tag)]
     max_tag: usize,
@@ -143,18 +165,28 @@ async fn main() -> Result<()> {
         max_literal: cli.max_literal,
         literal_drain_limit: cli.literal_drain_limit,
         max_tag: cli.max_tag,
+        max_args: cli.max_args,
         max_connections: cli.max_connections,
         idle_timeout: Duration::from_secs(cli.idle_timeout),
         auth_failure_delay: Duration::from_millis(cli.auth_failure_delay_ms),
         subscriber_buffer: cli.subscriber_buffer,
         max_batch: cli.max_batch,
-        ..Limits::default()
     };
     if let Some(master) = &cli.slave_of {
+        let password = match (&cli.master_password, &cli.master_password_file) {
+            (Some(p), _) => p.clone(),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            (None, None) => bail!("--slave-of needs --master-password or --master-password-file"),
+        };
         let mut link = MasterLink::new(
             master.clone(),
             cli.master_user.clone().unwrap_or_default(),
-            cli.master_password.clone().unwrap_or_default(),
+            password,
         );
         link.backoff = Backoff {
             initial: Duration::from_millis(cli.backoff_initial_ms),
