@@ -153,6 +153,9 @@ async fn main() -> Result<()> {
     let Some(users) = cli.users.clone() else {
         bail!("--users FILE is required");
     };
+    if cli.idle_timeout < 15 * 60 {
+        bail!("--idle-timeout must be at least 900 seconds (RFC 3656 section 2)");
+    }
     let users = UserDb::load(&users).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut config = Config::new(cli.listen, data, Arc::new(users));
     config.admins = cli.admins.clone();

@@ -26,7 +26,8 @@ pub struct Limits {
     /// Most simultaneous connections (default 1024); one more gets `* BYE` and is closed.
     pub max_connections: usize,
     /// Idle time after which a connection gets `* BYE` and is closed (default 30 min; RFC 3656 2
-    /// requires at least 15 min). Any input resets it; an UPDATE stream that carries data does too.
+    /// requires at least 15 min; `mupdated` refuses less, the library allows it for tests). Any
+    /// input resets it; an UPDATE stream that carries data does too.
     pub idle_timeout: Duration,
     /// Pause before answering a failed AUTHENTICATE (default 1 s), to slow password guessing.
     pub auth_failure_delay: Duration,

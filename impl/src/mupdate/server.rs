@@ -209,10 +209,8 @@ fn check_limits(l: &Limits) -> Result<(), MupdateError> {
             "max_literal must be at least 4096 (RFC 3656 2.2)",
         ));
     }
-    if l.idle_timeout < Duration::from_secs(15 * 60) {
-        return Err(MupdateError::Limit(
-            "idle_timeout must be at least 15 minutes (RFC 3656 2)",
-        ));
+    if l.idle_timeout.is_zero() {
+        return Err(MupdateError::Limit("idle_timeout must not be zero"));
     }
     if l.max_tag == 0 || l.max_args < 3 || l.max_connections == 0 || l.max_batch == 0 {
         return Err(MupdateError::Limit(
