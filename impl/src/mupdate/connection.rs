@@ -23,7 +23,7 @@ use crate::auth::sasl::{
 };
 use crate::store::{Lagged, Subscription};
 
-use super::codec::{Decoder, Event};
+use super::codec::{Decoder, Event, Token};
 use super::faults::Fault;
 use super::server::Shared;
 use super::session::{Action, Session, bye};
@@ -97,6 +97,36 @@ async fn read_io(io: &mut Option<Stream>, buf: &mut BytesMut) -> Result<usize, C
     match io {
         Some(s) => Ok(s.read_buf(buf).await?),
         None => Err(closed()),
+    }
+}
+
+/// An event for the trace log, with SASL credentials (AUTHENTICATE's initial response)
+/// replaced: passwords never reach a log.
+fn redacted(event: &Event) -> String {
+    match event {
+        Event::Command(raw) if raw.word.eq_ignore_ascii_case(b"AUTHENTICATE") => format!(
+            "{} AUTHENTICATE ({} arguments, redacted)",
+            String::from_utf8_lossy(&raw.tag),
+            raw.args.len()
+        ),
+        Event::SaslLine(_) => "SASL response (redacted)".to_string(),
+        Event::Command(raw) => {
+            let args: Vec<String> = raw
+                .args
+                .iter()
+                .map(|t| match t {
+                    Token::Atom(a) => String::from_utf8_lossy(a).into_owned(),
+                    Token::String(s) => format!("{:?}", String::from_utf8_lossy(s)),
+                })
+                .collect();
+            format!(
+                "{} {} {}",
+                String::from_utf8_lossy(&raw.tag),
+                String::from_utf8_lossy(&raw.word),
+                args.join(" ")
+            )
+        }
+        other => format!("{other:?}"),
     }
 }
 
@@ -210,7 +240,7 @@ impl Connection {
                         return Ok(());
                     }
                 };
-                trace!(peer = %self.peer, event = ?event, "event");
+                trace!(peer = %self.peer, event = %redacted(&event), "received");
                 if self.handle(event).await? == Flow::Close {
                     return Ok(());
                 }
@@ -498,7 +528,10 @@ impl Connection {
                     self.flush().await?;
                     let line = match self.sasl_line().await? {
                         None => return Ok(Flow::Close),
-                        Some(Event::SaslLine(line)) => line,
+                        Some(Event::SaslLine(line)) => {
+                            trace!(peer = %self.peer, "received SASL response (redacted)");
+                            line
+                        }
                         Some(_) => {
                             return self
                                 .auth_failure(tag, SaslFailure::MalformedResponse("bad line"))
@@ -553,4 +586,32 @@ async fn run_blocking(
     })
     .await
     .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mupdate::codec::RawCommand;
+
+    #[test]
+    fn credentials_never_reach_the_trace_log() {
+        let secret = b"AGFkbWluAHNlY3JldA==".to_vec();
+        let ev = Event::Command(RawCommand {
+            tag: b"A".to_vec(),
+            word: b"authenticate".to_vec(),
+            args: vec![
+                Token::String(b"PLAIN".to_vec()),
+                Token::String(secret.clone()),
+            ],
+        });
+        let text = redacted(&ev);
+        assert!(!text.contains("AGFkbWlu"), "{text}");
+        assert!(!redacted(&Event::SaslLine(secret)).contains("AGFkbWlu"));
+        let find = Event::Command(RawCommand {
+            tag: b"F".to_vec(),
+            word: b"FIND".to_vec(),
+            args: vec![Token::String(b"user.x".to_vec())],
+        });
+        assert!(redacted(&find).contains("FIND"));
+    }
 }
