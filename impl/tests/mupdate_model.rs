@@ -154,22 +154,8 @@ impl StateMachineTest for Sut {
     }
 
     fn apply(mut sut: Sut, _: &MailboxDb, (conn, command): (usize, Command)) -> Sut {
-        let (reply, change) = sut.shadow.apply(&command);
-        let mut want: Vec<String> = reply
-            .data
-            .iter()
-            .map(|r| {
-                let mut out = Vec::new();
-                response::record(&mut out, Tag::Tagged(b"T"), r);
-                out.truncate(out.len() - 2);
-                String::from_utf8_lossy(&out).into_owned()
-            })
-            .collect();
-        want.push(if reply.result.is_ok() {
-            "T OK".into()
-        } else {
-            "T NO".into()
-        });
+        let change = sut.shadow.clone().apply(&command).1;
+        let want = expected(&mut sut.shadow, &command);
         let stream_want: Vec<String> = change
             .iter()
             .map(|c: &Change| {
@@ -216,4 +202,60 @@ prop_state_machine! {
     #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 256, ..ProptestConfig::default() })]
     #[test]
     fn server_agrees_with_the_oracle(sequential 1..40 => Sut);
+}
+
+/// The oracle's response lines to `command` (status reduced to `T OK`/`T NO`).
+fn expected(db: &mut MailboxDb, command: &Command) -> Vec<String> {
+    let (reply, _) = db.apply(command);
+    let mut want: Vec<String> = reply
+        .data
+        .iter()
+        .map(|r| {
+            let mut out = Vec::new();
+            response::record(&mut out, Tag::Tagged(b"T"), r);
+            out.truncate(out.len() - 2);
+            String::from_utf8_lossy(&out).into_owned()
+        })
+        .collect();
+    want.push(if reply.result.is_ok() {
+        "T OK".into()
+    } else {
+        "T NO".into()
+    });
+    want
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    /// A whole random sequence pipelined in one write: pipelined writes are group-committed
+    /// together, yet every command sees exactly the effects of the ones before it.
+    #[test]
+    fn pipelined_sequences_agree_with_the_oracle(commands in proptest::collection::vec(command(), 1..60)) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let s = server().await;
+            let mut c = Client::admin(s.addr).await;
+            let mut bytes = Vec::new();
+            for cmd in &commands {
+                bytes.extend(wire(cmd));
+            }
+            c.send(bytes).await;
+            let mut db = MailboxDb::new();
+            for (i, cmd) in commands.iter().enumerate() {
+                let want = expected(&mut db, cmd);
+                let mut got = c.until_done("T").await;
+                let last = got.pop().unwrap();
+                got.push(last[..4].to_string());
+                assert_eq!(got, want, "command {i}: {cmd:?}");
+            }
+            let mut l = Client::admin(s.addr).await;
+            let mut listed = l.cmd("T", "LIST").await;
+            listed.pop();
+            let mut db2 = db.clone();
+            let mut want = expected(&mut db2, &Command::List { prefix: None });
+            want.pop();
+            assert_eq!(listed, want);
+            s.handle.shutdown().await;
+        });
+    }
 }

@@ -6,11 +6,15 @@
 //! it is committed, with every intermediate state). Output is buffered while pipelined input is
 //! being answered and flushed before the driver waits.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use murder_model::Change;
+use murder_model::{Change, Command, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -21,10 +25,11 @@ use crate::auth::sasl::{
     AuthzPolicy, Mechanism, SaslFailure, SaslServer, SaslStep, decode_base64_line, encode_base64,
     is_cancel,
 };
-use crate::store::{Lagged, Subscription};
+use crate::store::{Lagged, StoreError, Subscription};
 
 use super::codec::{Decoder, Event, Token};
 use super::faults::Fault;
+use super::response;
 use super::server::Shared;
 use super::session::{Action, Session, bye};
 
@@ -71,7 +76,52 @@ pub(crate) struct Connection {
     /// Changes received but not yet written (only ever non-empty under a stream fault).
     held: Vec<(u64, Change)>,
     held_until: Option<tokio::time::Instant>,
+    /// Pipelined writes handed to the store, answered in order.
+    in_flight: VecDeque<InFlight>,
     peer: String,
+}
+
+/// Most pipelined writes of one connection handed to the store before their answers are sent.
+const MAX_IN_FLIGHT: usize = 128;
+
+/// A store call running on its own.
+type InFlightFuture = Pin<Box<dyn Future<Output = Result<Reply, StoreError>> + Send>>;
+
+/// A pipelined write whose answer is still to be sent.
+struct InFlight {
+    tag: Vec<u8>,
+    command: Command,
+    state: InFlightState,
+}
+
+/// Where a pipelined write is.
+enum InFlightState {
+    /// Finished on its first poll.
+    Done(Result<Reply, StoreError>),
+    /// Queued in the store.
+    Running(InFlightFuture),
+}
+
+/// A command for the log: the command word and its (lossy) arguments, never binary noise.
+fn describe(command: &Command) -> String {
+    let s = |b: &[u8]| format!("{:?}", String::from_utf8_lossy(b));
+    match command {
+        Command::Activate {
+            name,
+            location,
+            acl,
+        } => format!("ACTIVATE {} {} {}", s(name), s(location), s(acl)),
+        Command::Reserve { name, location } => format!("RESERVE {} {}", s(name), s(location)),
+        Command::Deactivate { name, location } => {
+            format!("DEACTIVATE {} {}", s(name), s(location))
+        }
+        Command::Delete { name } => format!("DELETE {}", s(name)),
+        Command::Find { name } => format!("FIND {}", s(name)),
+        Command::List { prefix } => match prefix {
+            Some(p) => format!("LIST {}", s(p)),
+            None => "LIST".to_string(),
+        },
+    }
 }
 
 /// How long the stream faults hold changes back.
@@ -160,6 +210,7 @@ impl Connection {
             last_seq: 0,
             held: Vec::new(),
             held_until: None,
+            in_flight: VecDeque::new(),
             peer,
         }
     }
@@ -236,18 +287,35 @@ impl Connection {
                     Ok(Some(ev)) => ev,
                     Ok(None) => break,
                     Err(fatal) => {
+                        self.finish_in_flight().await;
                         self.output.extend(bye(&fatal.to_string()));
                         return Ok(());
                     }
                 };
                 trace!(peer = %self.peer, event = %redacted(&event), "received");
-                if self.handle(event).await? == Flow::Close {
-                    return Ok(());
+                let action = self.session.on_event(event);
+                match action {
+                    // Consecutive pipelined writes go to the store together (one group
+                    // commit); anything else first waits for them, so that every command
+                    // sees the effects of the ones before it.
+                    Action::Execute { tag, command }
+                        if command.is_write() && self.in_flight.len() < MAX_IN_FLIGHT =>
+                    {
+                        self.submit(tag, command);
+                        continue;
+                    }
+                    action => {
+                        self.finish_in_flight().await;
+                        if self.handle(action).await? == Flow::Close {
+                            return Ok(());
+                        }
+                    }
                 }
                 if self.output.len() > FLUSH_THRESHOLD {
                     self.flush().await?;
                 }
             }
+            self.finish_in_flight().await;
             self.flush().await?;
             let idle = self.shared.limits.idle_timeout;
             tokio::select! {
@@ -330,8 +398,8 @@ impl Connection {
         }
     }
 
-    async fn handle(&mut self, event: Event) -> Result<Flow, ConnError> {
-        match self.session.on_event(event) {
+    async fn handle(&mut self, action: Action) -> Result<Flow, ConnError> {
+        match action {
             Action::Send(bytes) => self.output.extend(bytes),
             Action::GoAhead(bytes) => {
                 self.output.extend(bytes);
@@ -343,34 +411,8 @@ impl Connection {
                 self.decoder.refuse_literal();
             }
             Action::Execute { tag, command } => {
-                let write = command.is_write();
                 let result = self.shared.store.execute(command.clone()).await;
-                match result {
-                    Ok(reply) => {
-                        if write {
-                            info!(
-                                peer = %self.peer,
-                                user = self.session.identity().unwrap_or(""),
-                                command = ?command,
-                                ok = reply.result.is_ok(),
-                                "write"
-                            );
-                        }
-                        self.output
-                            .extend(self.session.reply(&tag, &command, &reply));
-                    }
-                    Err(e) => {
-                        warn!(peer = %self.peer, error = %e, "store error");
-                        let mut out = Vec::new();
-                        super::response::status(
-                            &mut out,
-                            super::response::Tag::Tagged(&tag),
-                            super::response::Status::No,
-                            &format!("database error: {e}"),
-                        );
-                        self.output.extend(out);
-                    }
-                }
+                self.reply(&tag, &command, result);
             }
             Action::Authenticate {
                 tag,
@@ -415,6 +457,65 @@ impl Connection {
         Ok(Flow::Continue)
     }
 
+    /// Append the response to a database command's result.
+    fn reply(&mut self, tag: &[u8], command: &Command, result: Result<Reply, StoreError>) {
+        match result {
+            Ok(reply) => {
+                if command.is_write() {
+                    info!(
+                        peer = %self.peer,
+                        user = self.session.identity().unwrap_or(""),
+                        command = %describe(command),
+                        ok = reply.result.is_ok(),
+                        "write"
+                    );
+                }
+                self.output.extend(self.session.reply(tag, command, &reply));
+            }
+            Err(e) => {
+                warn!(peer = %self.peer, error = %e, "store error");
+                let mut out = Vec::new();
+                response::status(
+                    &mut out,
+                    response::Tag::Tagged(tag),
+                    response::Status::No,
+                    &format!("database error: {e}"),
+                );
+                self.output.extend(out);
+            }
+        }
+    }
+
+    /// Hand a pipelined write to the store now (it joins the group commit queue in pipeline
+    /// order); its response is written by [`Connection::finish_in_flight`].
+    fn submit(&mut self, tag: Vec<u8>, command: Command) {
+        let store = self.shared.store.clone();
+        let cmd = command.clone();
+        let mut future: InFlightFuture = Box::pin(async move { store.execute(cmd).await });
+        // One poll enqueues the write (the store's queue is FIFO even when full).
+        let mut cx = Context::from_waker(Waker::noop());
+        let state = match future.as_mut().poll(&mut cx) {
+            Poll::Ready(result) => InFlightState::Done(result),
+            Poll::Pending => InFlightState::Running(future),
+        };
+        self.in_flight.push_back(InFlight {
+            tag,
+            command,
+            state,
+        });
+    }
+
+    /// Wait for every submitted write, in order, and append their responses.
+    async fn finish_in_flight(&mut self) {
+        while let Some(f) = self.in_flight.pop_front() {
+            let result = match f.state {
+                InFlightState::Done(r) => r,
+                InFlightState::Running(fut) => fut.await,
+            };
+            self.reply(&f.tag, &f.command, result);
+        }
+    }
+
     async fn start_tls(&mut self, ok: Vec<u8>) -> Result<Flow, ConnError> {
         let Some(acceptor) = self.shared.tls.clone() else {
             return Ok(Flow::Continue);
@@ -429,7 +530,8 @@ impl Connection {
         {
             // Deliberate bug: run what was pipelined after STARTTLS, in plaintext.
             while let Ok(Some(ev)) = self.decoder.decode(&mut self.input) {
-                if Box::pin(self.handle(ev)).await? == Flow::Close {
+                let action = self.session.on_event(ev);
+                if Box::pin(self.handle(action)).await? == Flow::Close {
                     return Ok(Flow::Close);
                 }
             }
