@@ -243,7 +243,7 @@ impl Session {
                 // Committed: the staging paths were renamed; nothing to clean.
                 drop(files);
                 if self.selected.as_ref().is_some_and(|s| s.name == mailbox) {
-                    self.sync_selected(true);
+                    self.sync_selected_inner(true, true);
                 }
                 let uids: Vec<u32> = if self.shared.faults.has(Fault::AppendUidOffByOne) {
                     done.uids.iter().map(|u| u.saturating_add(1)).collect()

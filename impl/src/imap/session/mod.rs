@@ -691,6 +691,14 @@ impl Session {
     /// Bring the selected view up to date: EXPUNGE (only if `allow_expunge`), then EXISTS and
     /// RECENT for new messages.
     fn sync_selected(&mut self, allow_expunge: bool) {
+        let announce_new = !self.shared.faults.has(Fault::NoExistsToOtherSessions);
+        self.sync_selected_inner(allow_expunge, announce_new);
+    }
+
+    /// [`Session::sync_selected`]; `announce_new` false only under the
+    /// `NoExistsToOtherSessions` fault (then only the appending session learns of new
+    /// messages).
+    fn sync_selected_inner(&mut self, allow_expunge: bool, announce_new: bool) {
         let store = self.shared.store.clone();
         let Some(sel) = self.selected.as_mut() else {
             return;
@@ -710,7 +718,7 @@ impl Session {
                 }
             }
         }
-        if let Some(view) = view {
+        if let Some(view) = view.filter(|_| announce_new) {
             let last = sel.uids.last().copied().unwrap_or(0);
             let new: Vec<u32> = view
                 .messages
