@@ -9,8 +9,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use murder_server::imap::{self, Config, MupdateLink, UserDb};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// IMAP server with MULTIAPPEND (RFC 3502), LITERAL+ (RFC 2088) and UIDPLUS (RFC 4315).
 #[derive(Debug, Parser)]
@@ -61,21 +59,6 @@ struct Args {
     faults: Vec<imap::Fault>,
 }
 
-fn tls_config(cert: &PathBuf, key: &PathBuf) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("reading {}", cert.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("parsing {}", cert.display()))?;
-    let key =
-        PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading {}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    Ok(Arc::new(cfg))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -87,11 +70,12 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let users = UserDb::load(&args.users)
-        .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("loading users from {}", args.users.display()))?;
     let mut config = Config::new(args.listen, args.data.clone(), Arc::new(users));
     if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
-        config.tls = Some(tls_config(c, k)?);
+        config.tls = Some(
+            murder_server::net::load_server_config(c, k).context("loading the TLS certificate")?,
+        );
     }
     if args.require_tls && config.tls.is_none() {
         bail!("--require-tls needs --tls-cert and --tls-key");
@@ -119,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let handle = imap::start(config).await?;
     println!("imapd listening on {}", handle.local_addr());
-    tokio::signal::ctrl_c().await?;
+    murder_server::net::signal::termination()?.recv().await;
     handle.shutdown().await;
     Ok(())
 }

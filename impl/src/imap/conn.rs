@@ -1,35 +1,43 @@
-//! The byte stream of one connection: plaintext TCP, or TLS after STARTTLS.
+//! The session's handle on its transport: the shared [`Stream`] (plain or TLS), or nothing
+//! for the instant of the STARTTLS upgrade (which consumes the plain stream).
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
-/// A client connection, plain or upgraded to TLS.
+use crate::net::Stream;
+
+/// A client connection.
 #[derive(Debug)]
 pub enum Conn {
-    /// Plaintext TCP.
-    Plain(TcpStream),
-    /// TLS over TCP (after STARTTLS).
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-    /// The stream was taken away for an upgrade that failed.
+    /// Open.
+    Open(Stream),
+    /// Taken away by an upgrade that failed.
     Closed,
 }
 
 impl Conn {
-    /// Run the TLS handshake on a plaintext connection.
-    pub async fn upgrade(self, acceptor: &tokio_rustls::TlsAcceptor) -> io::Result<Conn> {
-        match self {
-            Conn::Plain(tcp) => Ok(Conn::Tls(Box::new(acceptor.accept(tcp).await?))),
-            _ => Err(io::Error::other("TLS already active")),
+    /// STARTTLS: discard `pipelined` plaintext and run the TLS handshake.
+    pub async fn upgrade(
+        &mut self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+        pipelined: &mut BytesMut,
+    ) -> io::Result<()> {
+        match std::mem::replace(self, Conn::Closed) {
+            Conn::Open(s) => {
+                *self = Conn::Open(s.upgrade_discarding(acceptor, pipelined).await?);
+                Ok(())
+            }
+            Conn::Closed => Err(closed()),
         }
     }
 
     /// Whether TLS is active.
     pub fn is_tls(&self) -> bool {
-        matches!(self, Conn::Tls(_))
+        matches!(self, Conn::Open(s) if s.is_tls())
     }
 }
 
@@ -44,8 +52,7 @@ impl AsyncRead for Conn {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Open(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Closed => Poll::Ready(Err(closed())),
         }
     }
@@ -58,24 +65,21 @@ impl AsyncWrite for Conn {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Open(s) => Pin::new(s).poll_write(cx, buf),
             Conn::Closed => Poll::Ready(Err(closed())),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Open(s) => Pin::new(s).poll_flush(cx),
             Conn::Closed => Poll::Ready(Err(closed())),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Open(s) => Pin::new(s).poll_shutdown(cx),
             Conn::Closed => Poll::Ready(Ok(())),
         }
     }

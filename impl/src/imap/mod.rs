@@ -25,17 +25,17 @@ pub mod message;
 pub mod mupdate_link;
 pub mod server;
 pub mod session;
-pub mod users;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::auth::UserDb;
+pub use crate::net::ServerHandle;
 pub use faults::{Fault, Faults};
 pub use mupdate_link::MupdateLink;
-pub use server::{ServerHandle, start};
-pub use users::UserDb;
+pub use server::start;
 
 /// Every limit of the server, with its default.
 #[derive(Clone, Debug)]
@@ -49,7 +49,8 @@ pub struct Limits {
     pub max_message_size: u64,
     /// Most messages in one APPEND command. Default 100 000.
     pub max_messages_per_append: usize,
-    /// Simultaneous connections; further ones get `* BYE` at once. Default 1000.
+    /// Simultaneous connections; further ones get `* BYE` at once. Default 1024 (the shared
+    /// listener's default).
     pub max_connections: usize,
     /// A connection with no input for this long is closed with `* BYE` (RFC 3501 5.4: at
     /// least 30 minutes). Default 30 min.
@@ -65,7 +66,7 @@ impl Default for Limits {
             max_command_literal: 64 * 1024,
             max_message_size: (1 << 30) + (64 << 20),
             max_messages_per_append: 100_000,
-            max_connections: 1000,
+            max_connections: crate::net::listener::DEFAULT_MAX_CONNECTIONS,
             idle_timeout: Duration::from_secs(30 * 60),
             read_chunk: 64 * 1024,
         }

@@ -11,7 +11,6 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -132,7 +131,7 @@ impl MupdateLink {
         creds.extend_from_slice(self.user.as_bytes());
         creds.push(0);
         creds.extend_from_slice(self.password.as_bytes());
-        let b64 = base64::engine::general_purpose::STANDARD.encode(creds);
+        let b64 = crate::auth::sasl::encode_base64(&creds);
         w.write_all(format!("A01 AUTHENTICATE \"PLAIN\" \"{b64}\"\r\n").as_bytes())
             .await
             .map_err(io)?;

@@ -1,38 +1,15 @@
-//! The listener: accepts connections, enforces the connection limit, runs a session each.
+//! Start-up: open the store, resync with the MUPDATE master, and serve connections through
+//! the shared listener ([`crate::net::listener`]: connection limit, shutdown).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinHandle;
 
 use super::mailstore::MailStore;
 use super::mupdate_link::{MupdateOp, mupdate_name, owner_acl};
 use super::session::{Session, Shared};
 use super::{Config, ImapError};
-
-/// A running server: its address, and a way to stop it.
-#[derive(Debug)]
-pub struct ServerHandle {
-    local_addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl ServerHandle {
-    /// The address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Stop accepting and close every connection (in-flight commands are dropped; committed
-    /// data is durable).
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-    }
-}
+use crate::net::{ListenerConfig, ServerHandle, serve_with_shutdown, write_and_close};
 
 /// Open the store, resync with the MUPDATE master (backend mode), and start listening.
 pub async fn start(config: Config) -> Result<ServerHandle, ImapError> {
@@ -61,52 +38,23 @@ pub async fn start(config: Config) -> Result<ServerHandle, ImapError> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(ImapError::Listen)?;
-    let local_addr = listener.local_addr().map_err(ImapError::Listen)?;
-    let (stop, stop_rx) = watch::channel(false);
     let shared = Arc::new(Shared::new(&config, store));
-    let task = tokio::spawn(accept_loop(listener, shared, stop_rx));
-    tracing::info!("imapd listening on {local_addr}");
-    Ok(ServerHandle {
-        local_addr,
-        stop,
-        task,
-    })
-}
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
-    let mut sessions = tokio::task::JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.changed() => break,
-            a = listener.accept() => a,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!("accept: {e}");
-                continue;
+    let listener_config = ListenerConfig {
+        max_connections: config.limits.max_connections,
+        ..ListenerConfig::default()
+    };
+    serve_with_shutdown(
+        listener,
+        listener_config,
+        move |tcp, peer, shutdown| {
+            let shared = shared.clone();
+            async move {
+                tracing::debug!("connection from {peer}");
+                Session::new(tcp, shared).run(shutdown).await;
             }
-        };
-        let _ = tcp.set_nodelay(true);
-        let permit = slots.clone().try_acquire_owned();
-        let shared = shared.clone();
-        let mut stop = stop.clone();
-        sessions.spawn(async move {
-            let Ok(_permit) = permit else {
-                use tokio::io::AsyncWriteExt;
-                let mut tcp = tcp;
-                let _ = tcp.write_all(b"* BYE Too many connections\r\n").await;
-                return;
-            };
-            tracing::debug!("connection from {peer}");
-            let session = Session::new(tcp, shared);
-            tokio::select! {
-                _ = stop.changed() => {}
-                _ = session.run() => {}
-            }
-        });
-        while sessions.try_join_next().is_some() {}
-    }
-    sessions.shutdown().await;
+        },
+        |tcp| write_and_close(tcp, b"* BYE Too many connections\r\n"),
+    )
+    .await
+    .map_err(ImapError::Listen)
 }

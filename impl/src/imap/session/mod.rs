@@ -12,7 +12,6 @@ mod fetch;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -28,7 +27,9 @@ use super::conn::Conn;
 use super::faults::{Fault, Faults};
 use super::mailstore::{MailStore, StoreError};
 use super::mupdate_link::{MupdateError, MupdateLink, MupdateOp, mupdate_name, owner_acl};
-use super::users::UserDb;
+use crate::auth::sasl::{decode_base64_line, decode_initial_response, encode_base64, is_cancel};
+use crate::auth::{AuthzPolicy, Mechanism, SaslServer, SaslStep, UserDb};
+use crate::net::{ShutdownSignal, Stream};
 
 /// What every session shares.
 pub struct Shared {
@@ -78,6 +79,8 @@ pub(crate) enum End {
     Closed,
     /// I/O error.
     Io(std::io::Error),
+    /// The server is shutting down.
+    Shutdown,
 }
 
 impl From<std::io::Error> for End {
@@ -121,7 +124,7 @@ impl Session {
     /// A session on a fresh connection.
     pub fn new(tcp: TcpStream, shared: Arc<Shared>) -> Session {
         Session {
-            conn: Conn::Plain(tcp),
+            conn: Conn::Open(Stream::Plain(tcp)),
             rbuf: BytesMut::with_capacity(shared.limits.read_chunk),
             out: Vec::with_capacity(4096),
             framer: Framer::new(shared.limits.max_line),
@@ -132,13 +135,18 @@ impl Session {
     }
 
     /// Serve the connection until LOGOUT, EOF, error or timeout.
-    pub async fn run(mut self) {
+    pub async fn run(mut self, shutdown: ShutdownSignal) {
         self.push_line(&format!(
             "* OK [CAPABILITY {}] imapd ready",
             self.capabilities()
         ));
-        match self.serve().await {
+        let result = tokio::select! {
+            r = self.serve() => r,
+            _ = shutdown.wait() => Err(End::Shutdown),
+        };
+        match result {
             Ok(()) | Err(End::Closed) => {}
+            Err(End::Shutdown) => self.push_line("* BYE Server shutting down"),
             Err(End::Io(e)) => tracing::debug!("connection ended: {e}"),
         }
         let _ = self.flush().await;
@@ -168,7 +176,7 @@ impl Session {
         if self.login_disabled() {
             caps.push_str(" LOGINDISABLED");
         } else {
-            caps.push_str(" AUTH=PLAIN");
+            caps.push_str(" AUTH=PLAIN AUTH=LOGIN");
         }
         caps
     }
@@ -516,21 +524,16 @@ impl Session {
         }
         // Anything the client pipelined after STARTTLS was sent in plaintext: discard it
         // (RFC 3501 6.2.1; the classic STARTTLS command-injection attack).
-        let pipelined = std::mem::take(&mut self.rbuf);
-        if !pipelined.is_empty() {
-            tracing::info!(
-                "discarding {} plaintext octets pipelined after STARTTLS",
-                pipelined.len()
-            );
-        }
+        let kept = if self.shared.faults.has(Fault::StarttlsExecutesPipelined) {
+            std::mem::take(&mut self.rbuf)
+        } else {
+            BytesMut::new()
+        };
         self.tagged(tag, "OK", "Begin TLS negotiation now");
         self.flush().await?;
-        let conn = std::mem::replace(&mut self.conn, Conn::Closed);
-        self.conn = conn.upgrade(&acceptor).await?;
+        self.conn.upgrade(&acceptor, &mut self.rbuf).await?;
         self.framer = Framer::new(self.shared.limits.max_line);
-        if self.shared.faults.has(Fault::StarttlsExecutesPipelined) {
-            self.rbuf = pipelined;
-        }
+        self.rbuf = kept;
         Ok(Flow::Continue)
     }
 
@@ -570,10 +573,10 @@ impl Session {
             self.tagged(tag, "BAD", "Already authenticated");
             return Ok(Flow::Continue);
         }
-        if mechanism != "PLAIN" {
-            self.tagged(tag, "NO", "Unsupported SASL mechanism; only PLAIN");
+        let Some(mech) = Mechanism::from_name(mechanism.as_bytes()) else {
+            self.tagged(tag, "NO", "Unsupported SASL mechanism (PLAIN, LOGIN)");
             return Ok(Flow::Continue);
-        }
+        };
         if self.login_disabled() {
             self.tagged(
                 tag,
@@ -582,58 +585,63 @@ impl Session {
             );
             return Ok(Flow::Continue);
         }
-        let response = match initial {
-            Some(r) => r,
-            None => {
-                self.push_line("+ ");
-                self.flush().await?;
-                let (line, lit) = self.next_line().await?;
-                if lit.is_some() {
-                    return self
-                        .refuse(tag, "BAD", "SASL response must be a base64 line", lit)
-                        .await;
+        let mut sasl = SaslServer::new(mech, self.shared.users.clone(), AuthzPolicy::default());
+        let initial = match initial.as_deref().map(decode_initial_response) {
+            None => None,
+            Some(Ok(v)) => Some(v),
+            Some(Err(e)) => {
+                self.tagged(tag, "BAD", &format!("Initial response: {e}"));
+                return Ok(Flow::Continue);
+            }
+        };
+        let mut step = sasl.start(initial.as_deref());
+        loop {
+            match step {
+                SaslStep::Challenge(c) => {
+                    self.push_line(&format!("+ {}", encode_base64(&c)));
+                    self.flush().await?;
+                    let (line, lit) = self.next_line().await?;
+                    if lit.is_some() {
+                        return self
+                            .refuse(tag, "BAD", "SASL response must be a base64 line", lit)
+                            .await;
+                    }
+                    step = if is_cancel(&line) {
+                        sasl.cancel()
+                    } else {
+                        match decode_base64_line(&line) {
+                            Ok(r) => sasl.step(&r),
+                            Err(e) => {
+                                self.tagged(tag, "BAD", &format!("SASL response: {e}"));
+                                return Ok(Flow::Continue);
+                            }
+                        }
+                    };
                 }
-                line.to_vec()
+                SaslStep::Success(id) => {
+                    self.logged_in(&id.authzid).await;
+                    let caps = self.capabilities();
+                    self.tagged(
+                        tag,
+                        "OK",
+                        &format!("[CAPABILITY {caps}] AUTHENTICATE completed"),
+                    );
+                    return Ok(Flow::Continue);
+                }
+                SaslStep::Failure(crate::auth::SaslFailure::Cancelled) => {
+                    self.tagged(tag, "BAD", "Authentication cancelled");
+                    return Ok(Flow::Continue);
+                }
+                SaslStep::Failure(crate::auth::SaslFailure::MalformedResponse(r)) => {
+                    self.tagged(tag, "BAD", &format!("Malformed SASL response: {r}"));
+                    return Ok(Flow::Continue);
+                }
+                SaslStep::Failure(_) => {
+                    self.tagged(tag, "NO", "[AUTHENTICATIONFAILED] Invalid credentials");
+                    return Ok(Flow::Continue);
+                }
             }
-        };
-        if response == b"*" {
-            self.tagged(tag, "BAD", "Authentication cancelled");
-            return Ok(Flow::Continue);
         }
-        let decoded = if response == b"=" {
-            Some(Vec::new())
-        } else {
-            base64::engine::general_purpose::STANDARD
-                .decode(&response)
-                .ok()
-        };
-        let Some(decoded) = decoded else {
-            self.tagged(tag, "BAD", "Invalid base64 in SASL response");
-            return Ok(Flow::Continue);
-        };
-        let parts: Vec<&[u8]> = decoded.split(|&b| b == 0).collect();
-        let ok_user = match parts.as_slice() {
-            [authz, authc, pw] => std::str::from_utf8(authc).ok().filter(|u| {
-                (authz.is_empty() || *authz == u.as_bytes()) && self.shared.users.verify(u, pw)
-            }),
-            _ => None,
-        };
-        match ok_user {
-            Some(u) => {
-                let u = u.to_string();
-                self.logged_in(&u).await;
-                self.tagged(
-                    tag,
-                    "OK",
-                    &format!(
-                        "[CAPABILITY {}] AUTHENTICATE completed",
-                        self.capabilities()
-                    ),
-                );
-            }
-            None => self.tagged(tag, "NO", "[AUTHENTICATIONFAILED] Invalid credentials"),
-        }
-        Ok(Flow::Continue)
     }
 
     fn select(&mut self, tag: &str, name: String, read_only: bool) {
