@@ -113,7 +113,8 @@ async fn sigkill_under_multiappend_load_keeps_commands_whole() {
             "UIDVALIDITY changed"
         );
         // Verify everything so far (after the previous kill).
-        verify(&mut c, &acked.lock().unwrap()).await;
+        let snapshot = acked.lock().unwrap().clone();
+        verify(&mut c, &snapshot).await;
         assert_eq!(staging_files(&data), 0, "staging not cleaned at start");
         // Load, then kill once enough commands were acknowledged.
         let before = acked.lock().unwrap().len();
@@ -138,7 +139,8 @@ async fn sigkill_under_multiappend_load_keeps_commands_whole() {
     let mut c = Client::connect(addr).await;
     c.ok("LOGIN alice secret").await;
     c.ok("EXAMINE load").await;
-    verify(&mut c, &acked.lock().unwrap()).await;
+    let snapshot = acked.lock().unwrap().clone();
+    verify(&mut c, &snapshot).await;
 }
 
 async fn verify(c: &mut Client<tokio::net::TcpStream>, acked: &[(Vec<u32>, Vec<Vec<u8>>)]) {

@@ -9,9 +9,13 @@ use super::codec::response::{push_nstring, push_string};
 /// How much of a message is scanned for the end of its header.
 pub const MAX_HEADER_SCAN: usize = 1 << 20;
 
-/// The header of a message file (including the blank line) and its length.
-pub fn read_header(path: &Path) -> std::io::Result<Vec<u8>> {
+/// The header (including the blank line) of the message at `offset` (of `size` octets) in a
+/// segment file.
+pub fn read_header(path: &Path, offset: u64, size: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Seek;
     let mut f = std::fs::File::open(path)?;
+    f.seek(std::io::SeekFrom::Start(offset))?;
+    let mut f = f.take(size);
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {

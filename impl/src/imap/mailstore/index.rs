@@ -54,11 +54,15 @@ impl MailboxRecord {
     }
 }
 
-/// The persistent part of a message (the body is a file).
+/// The persistent part of a message (the body is a byte range of a segment file).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageRecord {
     /// Size in octets.
     pub size: u64,
+    /// The segment file holding the body (named by the first UID of its APPEND).
+    pub segment: u32,
+    /// Offset of the body in the segment.
+    pub offset: u64,
     /// INTERNALDATE.
     pub date: InternalDate,
     /// Flags (without `\Recent`).
@@ -66,10 +70,13 @@ pub struct MessageRecord {
 }
 
 impl MessageRecord {
-    /// size u64, unix i64, zone i32, then the flags separated by spaces.
+    /// size u64, segment u32, offset u64, unix i64, zone i32, then the flags separated by
+    /// spaces.
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(20 + self.flags.len() * 8);
+        let mut b = Vec::with_capacity(32 + self.flags.len() * 8);
         b.extend_from_slice(&self.size.to_le_bytes());
+        b.extend_from_slice(&self.segment.to_le_bytes());
+        b.extend_from_slice(&self.offset.to_le_bytes());
         b.extend_from_slice(&self.date.unix.to_le_bytes());
         b.extend_from_slice(&self.date.zone_minutes.to_le_bytes());
         b.extend_from_slice(self.flags.join(" ").as_bytes());
@@ -78,12 +85,14 @@ impl MessageRecord {
 
     /// Inverse of [`MessageRecord::encode`].
     pub fn decode(b: &[u8]) -> Option<MessageRecord> {
-        let flags = std::str::from_utf8(b.get(20..)?).ok()?;
+        let flags = std::str::from_utf8(b.get(32..)?).ok()?;
         Some(MessageRecord {
             size: u64::from_le_bytes(b.get(..8)?.try_into().ok()?),
+            segment: u32::from_le_bytes(b.get(8..12)?.try_into().ok()?),
+            offset: u64::from_le_bytes(b.get(12..20)?.try_into().ok()?),
             date: InternalDate {
-                unix: i64::from_le_bytes(b.get(8..16)?.try_into().ok()?),
-                zone_minutes: i32::from_le_bytes(b.get(16..20)?.try_into().ok()?),
+                unix: i64::from_le_bytes(b.get(20..28)?.try_into().ok()?),
+                zone_minutes: i32::from_le_bytes(b.get(28..32)?.try_into().ok()?),
             },
             flags: flags
                 .split(' ')
@@ -108,6 +117,8 @@ mod tests {
         assert_eq!(MailboxRecord::decode(&m.encode()), Some(m));
         let r = MessageRecord {
             size: 5,
+            segment: 3,
+            offset: 9,
             date: InternalDate {
                 unix: -3,
                 zone_minutes: -420,

@@ -1,30 +1,35 @@
 //! The durable mail store behind `imapd`.
 //!
-//! # Design: staged files, one rename batch, one index transaction
+//! # Design: one segment file per APPEND, one index transaction
 //! ```text
-//! DATA/index.redb            mailboxes, messages (flags, size, date), counters, subscriptions
-//! DATA/staging/<n>.msg       literal bytes of APPEND commands in progress
-//! DATA/blobs/<id>/<uid>      committed message bodies, one file each, named by mailbox id + UID
+//! DATA/index.redb            mailboxes, messages (flags, size, date, segment, offset), counters,
+//!                            subscriptions
+//! DATA/staging/<n>.seg       the message literals of an APPEND command in progress
+//! DATA/blobs/<id>/<uid>      committed segments: the messages of one APPEND, back to back,
+//!                            named by the first UID of that APPEND
 //! ```
-//! An APPEND streams each message literal into its own staging file while it arrives, so memory
-//! stays bounded whatever the message size. When the command's last literal is in, the session
-//! fsyncs the staging files ([`StagedMessage`]) and calls [`MailStore::append`], which, holding
+//! An APPEND streams all its message literals, one after the other, into ONE staging segment
+//! file while they arrive, so memory stays bounded whatever the message size and a command
+//! costs one file however many messages it has. When the command's last literal is in, the
+//! session fsyncs the segment ([`StagedAppend`]) and calls [`MailStore::append`], which, holding
 //! the single writer lock:
 //! 1. picks the UIDs `uid_next .. uid_next+k` of the mailbox,
-//! 2. renames every staging file to `blobs/<id>/<uid>` and fsyncs that directory,
+//! 2. renames the segment to `blobs/<id>/<first uid>` and fsyncs that directory,
 //! 3. commits ONE redb write transaction (durable: fsync before return) that inserts the k
-//!    message records and advances UIDNEXT,
+//!    message records (segment, offset, size, flags, date) and advances UIDNEXT,
 //! 4. only then publishes the k messages to the in-memory view in one step and wakes the
 //!    sessions that have the mailbox selected.
 //!
-//! The commit point is the redb transaction. A crash before it leaves at most renamed blob
-//! files whose UIDs the index never assigned; [`MailStore::open`] deletes them, together with
-//! everything under `staging/`. A crash after it leaves the complete command. So after a restart
-//! a command's messages are all there or none is, UIDs are strictly ascending (UIDNEXT is only
-//! advanced in the same transaction), and UIDVALIDITY is whatever the index stored.
+//! So a command costs three fsyncs (segment, directory, index) whatever its message count. The
+//! commit point is the redb transaction. A crash before it leaves at most a renamed segment
+//! that no index record names; [`MailStore::open`] deletes it, together with everything under
+//! `staging/`. A crash after it leaves the complete command. So after a restart a command's
+//! messages are all there or none is, UIDs are strictly ascending (UIDNEXT is only advanced in
+//! the same transaction), and UIDVALIDITY is whatever the index stored. EXPUNGE deletes a
+//! segment once none of its messages is left.
 //!
 //! Readers never take the writer lock: the in-memory view ([`MailboxView`]) is behind a short
-//! mutex and message bodies are immutable files.
+//! mutex and segments are immutable files.
 
 mod index;
 
@@ -78,6 +83,10 @@ pub struct MessageMeta {
     pub size: u64,
     /// INTERNALDATE.
     pub date: InternalDate,
+    /// Segment file (first UID of its APPEND).
+    pub segment: u32,
+    /// Offset of the message in the segment.
+    pub offset: u64,
 }
 
 /// The live state of one mailbox.
@@ -95,12 +104,21 @@ pub struct MailboxView {
     pub recent_claimed: u32,
 }
 
-/// A message literal received into a staging file, fsynced, ready to be committed.
+/// The messages of one APPEND received into a staging segment, fsynced, ready to commit.
 #[derive(Debug)]
-pub struct StagedMessage {
-    /// The staging file.
+pub struct StagedAppend {
+    /// The staging segment file.
     pub path: PathBuf,
-    /// Its size.
+    /// The messages, in order, back to back in the segment.
+    pub parts: Vec<StagedPart>,
+}
+
+/// One message of a [`StagedAppend`].
+#[derive(Clone, Debug)]
+pub struct StagedPart {
+    /// Offset in the segment.
+    pub offset: u64,
+    /// Size in octets.
     pub size: u64,
     /// Flags to set.
     pub flags: Vec<String>,
@@ -226,6 +244,8 @@ impl MailStore {
                             flags: r.flags.into_iter().collect(),
                             size: r.size,
                             date: r.date,
+                            segment: r.segment,
+                            offset: r.offset,
                         },
                     );
                 }
@@ -255,10 +275,12 @@ impl MailStore {
             match id.and_then(|id| live.get(&id)) {
                 None => fs::remove_dir_all(e.path())?,
                 Some(view) => {
+                    let segments: BTreeSet<u32> =
+                        view.messages.values().map(|m| m.segment).collect();
                     for f in fs::read_dir(e.path())? {
                         let f = f?;
-                        let uid = f.file_name().to_str().and_then(|s| s.parse::<u32>().ok());
-                        if !uid.is_some_and(|u| view.messages.contains_key(&u)) {
+                        let seg = f.file_name().to_str().and_then(|s| s.parse::<u32>().ok());
+                        if !seg.is_some_and(|u| segments.contains(&u)) {
                             fs::remove_file(f.path())?;
                         }
                     }
@@ -286,15 +308,15 @@ impl MailStore {
     /// A fresh staging file path (the file is not created).
     pub fn staging_path(&self) -> PathBuf {
         let n = self.staging_seq.fetch_add(1, Ordering::Relaxed);
-        self.dir.join("staging").join(format!("{n}.msg"))
+        self.dir.join("staging").join(format!("{n}.seg"))
     }
 
-    /// Where the body of `uid` in mailbox `id` lives.
-    pub fn blob_path(&self, id: u64, uid: u32) -> PathBuf {
+    /// The segment file of mailbox `id` named `segment` (the first UID of its APPEND).
+    pub fn segment_path(&self, id: u64, segment: u32) -> PathBuf {
         self.dir
             .join("blobs")
             .join(id.to_string())
-            .join(uid.to_string())
+            .join(segment.to_string())
     }
 
     fn next_uid_validity(tx: &redb::WriteTransaction) -> Result<u32, StoreError> {
@@ -556,13 +578,13 @@ impl MailStore {
         }
     }
 
-    /// Commit an APPEND of `staged` (already fsynced) to `user`'s mailbox `name`, all or
-    /// nothing. On error the staging files are left for the caller to remove.
+    /// Commit an APPEND (its segment already fsynced) to `user`'s mailbox `name`, all or
+    /// nothing. On error the staging segment is left for the caller to remove.
     pub fn append(
         &self,
         user: &str,
         name: &str,
-        staged: &[StagedMessage],
+        staged: &StagedAppend,
     ) -> Result<Appended, StoreError> {
         if self.faults.has(Fault::AutoCreateMailbox) && !self.exists(user, name) {
             match self.create(user, name) {
@@ -575,101 +597,104 @@ impl MailStore {
         let Some(view) = self.state().mailboxes.get(&key).cloned() else {
             return Err(StoreError::NoMailbox);
         };
-        if self.faults.has(Fault::AppendNotAtomic) {
-            // Fault: each message committed and published on its own.
-            let mut uids = Vec::new();
-            for (i, m) in staged.iter().enumerate() {
-                let one = std::slice::from_ref(m);
-                let first = view
-                    .uid_next
-                    .saturating_add(u32::try_from(i).unwrap_or(u32::MAX));
-                uids.extend(self.commit(&key, view.id, first, one)?);
-                std::thread::sleep(std::time::Duration::from_millis(30));
+        let n = u32::try_from(staged.parts.len()).unwrap_or(u32::MAX);
+        let first = view.uid_next;
+        let Some(uid_next) = first.checked_add(n) else {
+            return Err(StoreError::Index("UID space exhausted".into()));
+        };
+        let uids: Vec<u32> = (first..uid_next).collect();
+        let dir = self.dir.join("blobs").join(view.id.to_string());
+        fs::create_dir_all(&dir)?;
+        let dest = dir.join(first.to_string());
+        fs::rename(&staged.path, &dest)?;
+        let synced = fsync_dir(&dir);
+        let result = synced.map_err(StoreError::from).and_then(|()| {
+            if self.faults.has(Fault::AppendNotAtomic) {
+                // Fault: each message committed and published on its own.
+                for (i, part) in staged.parts.iter().enumerate() {
+                    let one = std::slice::from_ref(part);
+                    self.commit(
+                        &key,
+                        view.id,
+                        first,
+                        uids.get(i..=i).unwrap_or_default(),
+                        one,
+                    )?;
+                    std::thread::sleep(std::time::Duration::from_millis(30));
+                }
+                Ok(())
+            } else {
+                self.commit(&key, view.id, first, &uids, &staged.parts)
             }
-            return Ok(Appended {
-                uid_validity: view.uid_validity,
-                uids,
-            });
+        });
+        if let Err(e) = result {
+            // Put the segment back so the caller's cleanup removes it.
+            let _ = fs::rename(&dest, &staged.path);
+            return Err(e);
         }
-        let uids = self.commit(&key, view.id, view.uid_next, staged)?;
         Ok(Appended {
             uid_validity: view.uid_validity,
             uids,
         })
     }
 
-    /// Rename, fsync, one index transaction, publish. Caller holds the writer lock.
+    /// One index transaction for `parts` (UIDs `uids`, segment `segment`), then publish.
+    /// Caller holds the writer lock.
     fn commit(
         &self,
         key: &str,
         id: u64,
-        first_uid: u32,
-        staged: &[StagedMessage],
-    ) -> Result<Vec<u32>, StoreError> {
-        let n = u32::try_from(staged.len()).unwrap_or(u32::MAX);
-        let Some(uid_next) = first_uid.checked_add(n) else {
-            return Err(StoreError::Index("UID space exhausted".into()));
+        segment: u32,
+        uids: &[u32],
+        parts: &[StagedPart],
+    ) -> Result<(), StoreError> {
+        let Some(uid_next) = uids.last().and_then(|u| u.checked_add(1)) else {
+            return Ok(());
         };
-        let uids: Vec<u32> = (first_uid..uid_next).collect();
-        let dir = self.dir.join("blobs").join(id.to_string());
-        fs::create_dir_all(&dir)?;
-        let mut moved = Vec::new();
-        let result = (|| -> Result<(), StoreError> {
-            for (m, uid) in staged.iter().zip(&uids) {
-                let dest = dir.join(uid.to_string());
-                fs::rename(&m.path, &dest)?;
-                moved.push((dest, m.path.clone()));
-            }
-            fsync_dir(&dir)?;
-            let tx = self.db.begin_write().map_err(db_err)?;
-            {
-                let mut msgs = tx.open_table(MESSAGES).map_err(db_err)?;
-                for (m, uid) in staged.iter().zip(&uids) {
-                    let rec = MessageRecord {
-                        size: m.size,
-                        date: m.date,
-                        flags: m.flags.clone(),
-                    };
-                    msgs.insert((id, *uid), rec.encode().as_slice())
-                        .map_err(db_err)?;
-                }
-                let mut t = tx.open_table(MAILBOXES).map_err(db_err)?;
-                let Some(rec) = t
-                    .get(key)
-                    .map_err(db_err)?
-                    .and_then(|v| MailboxRecord::decode(v.value()))
-                else {
-                    return Err(StoreError::NoMailbox);
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut msgs = tx.open_table(MESSAGES).map_err(db_err)?;
+            for (p, uid) in parts.iter().zip(uids) {
+                let rec = MessageRecord {
+                    size: p.size,
+                    segment,
+                    offset: p.offset,
+                    date: p.date,
+                    flags: p.flags.clone(),
                 };
-                let rec = MailboxRecord { uid_next, ..rec };
-                t.insert(key, rec.encode().as_slice()).map_err(db_err)?;
+                msgs.insert((id, *uid), rec.encode().as_slice())
+                    .map_err(db_err)?;
             }
-            tx.commit().map_err(db_err)?;
-            Ok(())
-        })();
-        if let Err(e) = result {
-            // Put the files back so the caller's cleanup removes them.
-            for (dest, src) in moved {
-                let _ = fs::rename(dest, src);
-            }
-            return Err(e);
+            let mut t = tx.open_table(MAILBOXES).map_err(db_err)?;
+            let Some(rec) = t
+                .get(key)
+                .map_err(db_err)?
+                .and_then(|v| MailboxRecord::decode(v.value()))
+            else {
+                return Err(StoreError::NoMailbox);
+            };
+            let rec = MailboxRecord { uid_next, ..rec };
+            t.insert(key, rec.encode().as_slice()).map_err(db_err)?;
         }
+        tx.commit().map_err(db_err)?;
         let mut st = self.state();
         if let Some(m) = st.mailboxes.get_mut(key) {
-            for (s, uid) in staged.iter().zip(&uids) {
+            for (p, uid) in parts.iter().zip(uids) {
                 m.messages.insert(
                     *uid,
                     MessageMeta {
-                        flags: s.flags.iter().cloned().collect(),
-                        size: s.size,
-                        date: s.date,
+                        flags: p.flags.iter().cloned().collect(),
+                        size: p.size,
+                        date: p.date,
+                        segment,
+                        offset: p.offset,
                     },
                 );
             }
             m.uid_next = uid_next;
         }
         self.notify(&st, id);
-        Ok(uids)
+        Ok(())
     }
 
     /// STORE flags on the given UIDs of mailbox `id`; returns the new flags of each message
@@ -707,6 +732,8 @@ impl MailStore {
             for (uid, m) in &changed {
                 let rec = MessageRecord {
                     size: m.size,
+                    segment: m.segment,
+                    offset: m.offset,
                     date: m.date,
                     flags: m.flags.iter().cloned().collect(),
                 };
@@ -750,17 +777,25 @@ impl MailStore {
             }
         }
         tx.commit().map_err(db_err)?;
-        {
+        let dead_segments: Vec<u32> = {
             let mut st = self.state();
+            let mut dead = Vec::new();
             if let Some(live) = st.mailboxes.values_mut().find(|m| m.id == id) {
+                let candidates: BTreeSet<u32> = gone
+                    .iter()
+                    .filter_map(|u| live.messages.get(u).map(|m| m.segment))
+                    .collect();
                 for uid in &gone {
                     live.messages.remove(uid);
                 }
+                let still: BTreeSet<u32> = live.messages.values().map(|m| m.segment).collect();
+                dead = candidates.difference(&still).copied().collect();
             }
             self.notify(&st, id);
-        }
-        for uid in &gone {
-            let _ = fs::remove_file(self.blob_path(id, *uid));
+            dead
+        };
+        for seg in dead_segments {
+            let _ = fs::remove_file(self.segment_path(id, seg));
         }
         Ok(gone)
     }
@@ -770,15 +805,27 @@ impl MailStore {
 mod tests {
     use super::*;
 
-    fn stage(store: &MailStore, body: &[u8]) -> StagedMessage {
+    fn stage(store: &MailStore, bodies: &[&[u8]]) -> StagedAppend {
         let path = store.staging_path();
-        fs::write(&path, body).unwrap();
-        StagedMessage {
-            path,
-            size: body.len() as u64,
-            flags: vec!["\\Seen".into()],
-            date: InternalDate::now(),
+        let mut all = Vec::new();
+        let mut parts = Vec::new();
+        for b in bodies {
+            parts.push(StagedPart {
+                offset: all.len() as u64,
+                size: b.len() as u64,
+                flags: vec!["\\Seen".into()],
+                date: InternalDate::now(),
+            });
+            all.extend_from_slice(b);
         }
+        fs::write(&path, all).unwrap();
+        StagedAppend { path, parts }
+    }
+
+    fn body(store: &MailStore, id: u64, uid: u32) -> Vec<u8> {
+        let m = store.view_by_id(id).unwrap().messages[&uid].clone();
+        let all = fs::read(store.segment_path(id, m.segment)).unwrap();
+        all[m.offset as usize..(m.offset + m.size) as usize].to_vec()
     }
 
     #[test]
@@ -788,23 +835,24 @@ mod tests {
             let s = MailStore::open(dir.path(), Faults::default()).unwrap();
             s.create("u", "INBOX").unwrap();
             assert!(matches!(s.create("u", "INBOX"), Err(StoreError::Exists)));
-            let msgs = vec![stage(&s, b"a"), stage(&s, b"bb")];
-            let r = s.append("u", "INBOX", &msgs).unwrap();
+            let r = s.append("u", "INBOX", &stage(&s, &[b"a", b"bb"])).unwrap();
             assert_eq!(r.uids, vec![1, 2]);
+            let missing = stage(&s, &[b"c"]);
             assert!(matches!(
-                s.append("u", "nope", &[stage(&s, b"c")]),
+                s.append("u", "nope", &missing),
                 Err(StoreError::NoMailbox)
             ));
+            assert!(missing.path.exists(), "left for the caller to remove");
             let v = s.view("u", "INBOX").unwrap();
             (v.uid_validity, v.id)
         };
-        // Simulate a crash between rename and commit: a stray blob and a staging file.
+        // Simulate a crash between rename and commit: a stray segment and a staging file.
         fs::write(
             dir.path().join("blobs").join(id.to_string()).join("3"),
             b"x",
         )
         .unwrap();
-        fs::write(dir.path().join("staging").join("9.msg"), b"x").unwrap();
+        fs::write(dir.path().join("staging").join("9.seg"), b"x").unwrap();
         let s = MailStore::open(dir.path(), Faults::default()).unwrap();
         let v = s.view("u", "INBOX").unwrap();
         assert_eq!(v.uid_validity, uv);
@@ -818,7 +866,7 @@ mod tests {
                 .exists()
         );
         assert_eq!(fs::read_dir(dir.path().join("staging")).unwrap().count(), 0);
-        assert_eq!(fs::read(s.blob_path(id, 2)).unwrap(), b"bb");
+        assert_eq!(body(&s, id, 2), b"bb");
     }
 
     #[test]
@@ -827,11 +875,16 @@ mod tests {
         let s = MailStore::open(dir.path(), Faults::default()).unwrap();
         s.create("u", "a").unwrap();
         let id = s.view("u", "a").unwrap().id;
-        s.append("u", "a", &[stage(&s, b"1"), stage(&s, b"2")])
-            .unwrap();
+        s.append("u", "a", &stage(&s, &[b"1", b"2"])).unwrap();
         s.store_flags(id, &[1], StoreOp::Add, &["\\Deleted".into()])
             .unwrap();
         assert_eq!(s.expunge(id).unwrap(), vec![1]);
+        assert!(s.segment_path(id, 1).exists(), "segment still holds UID 2");
+        assert_eq!(body(&s, id, 2), b"2");
+        s.store_flags(id, &[2], StoreOp::Add, &["\\Deleted".into()])
+            .unwrap();
+        assert_eq!(s.expunge(id).unwrap(), vec![2]);
+        assert!(!s.segment_path(id, 1).exists(), "empty segment removed");
         s.rename("u", "a", "b").unwrap();
         assert!(!s.exists("u", "a"));
         assert_eq!(s.view("u", "b").unwrap().uid_next, 3);

@@ -18,17 +18,20 @@ use crate::imap::codec::datetime::InternalDate;
 use crate::imap::codec::framer::{Frame, LiteralSpec};
 use crate::imap::codec::parser::{Cursor, Piece};
 use crate::imap::faults::Fault;
-use crate::imap::mailstore::{StagedMessage, StoreError};
+use crate::imap::mailstore::{StagedAppend, StagedPart, StoreError};
 
-/// Staging files of one APPEND; removed on drop unless committed.
+/// The staging segment of one APPEND; removed on drop unless committed.
 struct Staging {
-    files: Vec<StagedMessage>,
+    /// The segment file, once the first literal is accepted.
+    file: Option<(std::path::PathBuf, tokio::fs::File)>,
+    parts: Vec<StagedPart>,
+    len: u64,
 }
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        for f in &self.files {
-            let _ = std::fs::remove_file(&f.path);
+        if let Some((path, _)) = &self.file {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
@@ -117,7 +120,11 @@ impl Session {
             return self.refuse(&tag, "NO", text, lit).await;
         }
 
-        let mut staging = Staging { files: Vec::new() };
+        let mut staging = Staging {
+            file: None,
+            parts: Vec::new(),
+            len: 0,
+        };
         let mut head_text = head_text;
         let mut spec = first_spec;
         loop {
@@ -145,7 +152,7 @@ impl Session {
                                 spec.len, self.shared.limits.max_message_size
                             ),
                         ))
-                    } else if staging.files.len() >= self.shared.limits.max_messages_per_append {
+                    } else if staging.parts.len() >= self.shared.limits.max_messages_per_append {
                         Some((
                             MessageFault::TooLarge,
                             format!(
@@ -186,7 +193,7 @@ impl Session {
         self.commit_append(&tag, &mailbox, staging).await
     }
 
-    /// Accept one literal and stream it into a fresh staging file.
+    /// Accept one literal and stream it onto the end of the staging segment.
     async fn receive_message(
         &mut self,
         staging: &mut Staging,
@@ -194,14 +201,18 @@ impl Session {
         flags: Vec<String>,
         date: InternalDate,
     ) -> Res<()> {
-        let path = self.shared.store.staging_path();
-        let mut file = tokio::fs::File::create(&path).await?;
-        staging.files.push(StagedMessage {
-            path,
+        if staging.file.is_none() {
+            let path = self.shared.store.staging_path();
+            let file = tokio::fs::File::create(&path).await?;
+            staging.file = Some((path, file));
+        }
+        staging.parts.push(StagedPart {
+            offset: staging.len,
             size: spec.len,
             flags,
             date,
         });
+        staging.len += spec.len;
         if spec.sync {
             self.framer.accept_literal();
             self.push_line("+ Ready for literal data");
@@ -209,30 +220,47 @@ impl Session {
         }
         loop {
             match self.next_frame(false).await? {
-                Frame::LiteralData(b) => file.write_all(&b).await?,
-                Frame::LiteralEnd => break,
+                Frame::LiteralData(b) => {
+                    if let Some((_, file)) = staging.file.as_mut() {
+                        file.write_all(&b).await?;
+                    }
+                }
+                Frame::LiteralEnd => return Ok(()),
                 Frame::Line { .. } => {
                     self.push_line("* BYE internal framing error");
                     return Err(End::Closed);
                 }
             }
         }
-        file.flush().await?;
-        file.sync_data().await?;
-        Ok(())
     }
 
     async fn commit_append(&mut self, tag: &str, mailbox: &str, mut staging: Staging) -> Res<Flow> {
-        let store = self.shared.store.clone();
-        let files = std::mem::take(&mut staging.files);
-        let (user, name) = (self.user(), mailbox.to_string());
-        let result = tokio::task::spawn_blocking(move || {
-            let r = store.append(&user, &name, &files);
-            (r, files)
-        })
+        // From here the segment's removal on failure is `cleanup`'s job.
+        let Some((path, mut file)) = staging.file.take() else {
+            self.tagged(tag, "BAD", "APPEND: expected a message literal");
+            return Ok(Flow::Continue);
+        };
+        let cleanup = RemoveOnDrop(Some(path.clone()));
+        // One fsync for the whole command's segment.
+        let synced = async {
+            file.flush().await?;
+            file.sync_data().await
+        }
         .await;
-        let (result, files) = match result {
-            Ok(x) => x,
+        drop(file);
+        let staged = StagedAppend {
+            path,
+            parts: std::mem::take(&mut staging.parts),
+        };
+        if let Err(e) = synced {
+            self.tagged(tag, "NO", &format!("APPEND failed: {e}"));
+            return Ok(Flow::Continue);
+        }
+        let store = self.shared.store.clone();
+        let (user, name) = (self.user(), mailbox.to_string());
+        let result = tokio::task::spawn_blocking(move || store.append(&user, &name, &staged)).await;
+        let result = match result {
+            Ok(r) => r,
             Err(e) => {
                 self.tagged(tag, "NO", &format!("APPEND failed: {e}"));
                 return Ok(Flow::Continue);
@@ -240,8 +268,8 @@ impl Session {
         };
         match result {
             Ok(done) => {
-                // Committed: the staging paths were renamed; nothing to clean.
-                drop(files);
+                // Committed: the segment was renamed into the mailbox.
+                cleanup.disarm();
                 if self.selected.as_ref().is_some_and(|s| s.name == mailbox) {
                     self.sync_selected_inner(true, true);
                 }
@@ -260,17 +288,28 @@ impl Session {
                     ),
                 );
             }
-            Err(e) => {
-                staging.files = files;
-                drop(staging);
-                match e {
-                    StoreError::NoMailbox if !self.shared.faults.has(Fault::NoTryCreate) => {
-                        self.tagged(tag, "NO", "[TRYCREATE] Mailbox does not exist")
-                    }
-                    e => self.tagged(tag, "NO", &format!("APPEND failed: {e}")),
-                }
+            Err(StoreError::NoMailbox) if !self.shared.faults.has(Fault::NoTryCreate) => {
+                self.tagged(tag, "NO", "[TRYCREATE] Mailbox does not exist")
             }
+            Err(e) => self.tagged(tag, "NO", &format!("APPEND failed: {e}")),
         }
         Ok(Flow::Continue)
+    }
+}
+
+/// Removes a staging file when dropped, unless disarmed (after a successful commit).
+struct RemoveOnDrop(Option<std::path::PathBuf>);
+
+impl RemoveOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }

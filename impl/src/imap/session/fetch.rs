@@ -41,12 +41,12 @@ impl Session {
             .collect()
     }
 
-    fn flags_of(&self, uid: u32, meta: &MessageMeta) -> String {
+    fn flags_of(&self, uid: u32, flags: &BTreeSet<String>) -> String {
         let recent = self
             .selected
             .as_ref()
             .is_some_and(|s| s.recent.contains(&uid));
-        let mut flags: Vec<&str> = meta.flags.iter().map(String::as_str).collect();
+        let mut flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         if recent {
             flags.push("\\Recent");
         }
@@ -98,7 +98,8 @@ impl Session {
             let Some(meta) = view.messages.get(&u) else {
                 continue;
             };
-            let path = store.blob_path(id, u);
+            let path = store.segment_path(id, meta.segment);
+            let base = meta.offset;
             let needs_header = attrs.iter().any(|a| {
                 matches!(
                     a,
@@ -111,7 +112,7 @@ impl Session {
                 )
             });
             let header = if needs_header {
-                match read_header(&path) {
+                match read_header(&path, base, meta.size) {
                     Ok(h) => h,
                     Err(_) => continue,
                 }
@@ -128,7 +129,7 @@ impl Session {
                 }
                 match a {
                     FetchAttr::Flags => {
-                        let f = self.flags_of(u, meta);
+                        let f = self.flags_of(u, &meta.flags);
                         self.out.extend_from_slice(format!("FLAGS {f}").as_bytes());
                     }
                     FetchAttr::Uid => self.out.extend_from_slice(format!("UID {u}").as_bytes()),
@@ -144,7 +145,7 @@ impl Session {
                     }
                     FetchAttr::Body | FetchAttr::BodyStructure => {
                         let body_len = meta.size - hlen;
-                        let lines = count_lines(&path, hlen).await;
+                        let lines = count_lines(&path, base + hlen, body_len).await;
                         let word = if matches!(a, FetchAttr::Body) {
                             "BODY"
                         } else {
@@ -157,7 +158,7 @@ impl Session {
                     FetchAttr::Rfc822 => {
                         self.out.extend_from_slice(b"RFC822 ");
                         let src = Source::File {
-                            offset: 0,
+                            offset: base,
                             len: meta.size,
                         };
                         self.write_source(&path, src).await?;
@@ -170,7 +171,7 @@ impl Session {
                     FetchAttr::Rfc822Text => {
                         self.out.extend_from_slice(b"RFC822.TEXT ");
                         let src = Source::File {
-                            offset: hlen,
+                            offset: base + hlen,
                             len: meta.size - hlen,
                         };
                         self.write_source(&path, src).await?;
@@ -183,7 +184,7 @@ impl Session {
                     } => {
                         let src = match section {
                             Section::Full => Source::File {
-                                offset: 0,
+                                offset: base,
                                 len: meta.size,
                             },
                             Section::Header => Source::Mem(
@@ -194,7 +195,7 @@ impl Session {
                                 Source::Mem(header_fields(h, fields, *not))
                             }
                             Section::Text | Section::Part1 => Source::File {
-                                offset: hlen,
+                                offset: base + hlen,
                                 len: meta.size - hlen,
                             },
                         };
@@ -333,12 +334,7 @@ impl Session {
         if !silent {
             for (seq, u) in &targets {
                 if let Some((_, f)) = changed.iter().find(|(cu, _)| cu == u) {
-                    let meta = MessageMeta {
-                        flags: f.clone(),
-                        size: 0,
-                        date: crate::imap::codec::datetime::InternalDate::now(),
-                    };
-                    let fl = self.flags_of(*u, &meta);
+                    let fl = self.flags_of(*u, f);
                     let line = if uid {
                         format!("* {seq} FETCH (UID {u} FLAGS {fl})")
                     } else {
@@ -422,13 +418,14 @@ impl Ctx<'_> {
 }
 
 /// Lines of the body (after `offset`) for BODYSTRUCTURE; counted by streaming the file.
-async fn count_lines(path: &PathBuf, offset: u64) -> u64 {
+async fn count_lines(path: &PathBuf, offset: u64, len: u64) -> u64 {
     let Ok(mut f) = tokio::fs::File::open(path).await else {
         return 0;
     };
     if f.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
         return 0;
     }
+    let mut f = f.take(len);
     let mut buf = vec![0u8; 64 * 1024];
     let mut lines = 0u64;
     loop {
