@@ -308,6 +308,10 @@ async fn oversized_command_literal_is_refused() {
     let (_, t) = c.cmd("LOGIN alice {1000}").await;
     assert!(t.text.contains(" BAD"), "{t:?}");
     c.ok("LOGIN alice {6+}\r\nsecret").await;
+    // Many empty literals: refused, and the stream stays in sync.
+    let (_, t) = c.cmd(&format!("NOOP{}", " {0+}\r\n".repeat(200))).await;
+    assert!(t.text.contains(" BAD"), "{t:?}");
+    c.ok("NOOP").await;
 }
 
 #[tokio::test]

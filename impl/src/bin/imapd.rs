@@ -12,7 +12,10 @@ use murder_server::imap::{self, Config, MupdateLink, UserDb};
 
 /// IMAP server with MULTIAPPEND (RFC 3502), LITERAL+ (RFC 2088) and UIDPLUS (RFC 4315).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about = "IMAP4rev1 server with MULTIAPPEND (RFC 3502), LITERAL+ (RFC 2088) and UIDPLUS (RFC 4315); optionally a Cyrus Murder backend"
+)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:143")]
@@ -48,7 +51,7 @@ struct Args {
     #[arg(long, default_value_t = 1800)]
     idle_timeout_secs: u64,
     /// Maximum simultaneous connections.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = murder_server::net::listener::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
     /// Largest APPEND message literal in octets.
     #[arg(long)]

@@ -31,6 +31,9 @@ use crate::auth::sasl::{decode_base64_line, decode_initial_response, encode_base
 use crate::auth::{AuthzPolicy, Mechanism, SaslServer, SaslStep, UserDb};
 use crate::net::{ShutdownSignal, Stream};
 
+/// Most pieces (line parts and literals) a command other than APPEND may have.
+const MAX_COMMAND_PIECES: usize = 64;
+
 /// What every session shares.
 pub struct Shared {
     /// The store.
@@ -359,11 +362,15 @@ impl Session {
         }
         let mut pieces = vec![Piece::Text(text)];
         let mut lit = literal;
+        // Literals of one command count together against the limit; so do their number.
+        let mut total: u64 = 0;
         while let Some(spec) = lit {
-            if spec.len > self.shared.limits.max_command_literal {
+            total = total.saturating_add(spec.len);
+            if total > self.shared.limits.max_command_literal || pieces.len() > MAX_COMMAND_PIECES {
                 let msg = format!(
-                    "Literal of {} octets exceeds the limit of {}",
-                    spec.len, self.shared.limits.max_command_literal
+                    "Literals of this command exceed the limit of {} octets or {} literals",
+                    self.shared.limits.max_command_literal,
+                    MAX_COMMAND_PIECES / 2
                 );
                 if spec.sync {
                     self.framer.reject_literal();
