@@ -332,3 +332,14 @@ async fn logout_says_bye() {
     assert!(c.line().await.is_none());
     s.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn idle_connection_gets_bye_after_the_idle_timeout() {
+    let s =
+        TestServer::start_with(|c| c.limits.idle_timeout = std::time::Duration::from_millis(200))
+            .await;
+    let mut c = s.alice().await;
+    let l = c.line().await.unwrap();
+    assert!(l.text.starts_with("* BYE"), "{l:?}");
+    assert!(c.line().await.is_none());
+}
