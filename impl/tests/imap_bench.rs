@@ -7,9 +7,8 @@ mod imap_common;
 
 use std::time::Instant;
 
-use imap_common::{Client, WAIT, appenduid};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+use imap_common::{Client, appenduid};
+use tokio::io::AsyncWriteExt;
 
 /// Peak resident set size (VmHWM) of a process, in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -34,23 +33,13 @@ async fn measure_append_throughput_and_memory() {
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users");
     std::fs::write(&users, "alice:{PLAIN}secret\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imapd"))
-        .args(["--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
-        .arg("--users")
-        .arg(&users)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, addr) = imap_common::spawn_imapd(
+        env!("CARGO_BIN_EXE_imapd"),
+        &dir.path().join("data"),
+        &users,
+    )
+    .await;
     let pid = child.id().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    tokio::time::timeout(WAIT, out.read_line(&mut line))
-        .await
-        .unwrap()
-        .unwrap();
-    let addr = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
     let mut c = Client::connect(addr).await;
     c.ok("LOGIN alice secret").await;
     c.ok("CREATE bench").await;

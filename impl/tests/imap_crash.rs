@@ -11,28 +11,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use imap_common::{Client, WAIT, appenduid, staging_files};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
-async fn spawn_imapd(data: &Path, users: &Path) -> (Child, std::net::SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imapd"))
-        .args(["--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .arg("--users")
-        .arg(users)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    tokio::time::timeout(WAIT, out.read_line(&mut line))
-        .await
-        .unwrap()
-        .unwrap();
-    let addr = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
-    (child, addr)
+async fn spawn(data: &Path, users: &Path) -> (tokio::process::Child, std::net::SocketAddr) {
+    imap_common::spawn_imapd(env!("CARGO_BIN_EXE_imapd"), data, users).await
 }
 
 /// Body of message `i` of `k` of command `cmd`, padded to a size that varies.
@@ -95,7 +76,7 @@ async fn sigkill_under_multiappend_load_keeps_commands_whole() {
     let acked: Acked = Arc::default();
     let mut uid_validity = None;
     for round in 0..3 {
-        let (mut child, addr) = spawn_imapd(&data, &users).await;
+        let (mut child, addr) = spawn(&data, &users).await;
         let mut c = Client::connect(addr).await;
         c.ok("LOGIN alice secret").await;
         if round == 0 {
@@ -135,7 +116,7 @@ async fn sigkill_under_multiappend_load_keeps_commands_whole() {
             w.await.unwrap();
         }
     }
-    let (_child, addr) = spawn_imapd(&data, &users).await;
+    let (_child, addr) = spawn(&data, &users).await;
     let mut c = Client::connect(addr).await;
     c.ok("LOGIN alice secret").await;
     c.ok("EXAMINE load").await;

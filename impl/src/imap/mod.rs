@@ -18,7 +18,6 @@
 //!   never read as commands).
 
 pub mod codec;
-pub mod conn;
 pub mod faults;
 pub mod mailstore;
 pub mod message;

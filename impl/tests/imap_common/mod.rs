@@ -67,6 +67,34 @@ impl TestServer {
     }
 }
 
+/// Start the `imapd` binary (`exe`, from `env!("CARGO_BIN_EXE_imapd")`) on a free port: the
+/// child (killed on drop), its pid and the address it reported on stdout.
+pub async fn spawn_imapd(
+    exe: &str,
+    data: &Path,
+    users: &Path,
+) -> (tokio::process::Child, std::net::SocketAddr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .arg("--users")
+        .arg(users)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(WAIT, out.read_line(&mut line))
+        .await
+        .unwrap()
+        .unwrap();
+    let addr = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    (child, addr)
+}
+
 /// Number of files in the staging directory.
 pub fn staging_files(data: &Path) -> usize {
     std::fs::read_dir(data.join("staging")).map_or(0, |d| d.count())

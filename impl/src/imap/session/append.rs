@@ -88,16 +88,7 @@ impl Session {
                     .refuse(&tag, "BAD", "Mailbox name literal too large", lit)
                     .await;
             }
-            if spec.sync {
-                self.framer.accept_literal();
-                self.push_line("+ Ready for literal data");
-                self.flush().await?;
-            }
-            let data = self.read_literal().await?;
-            pieces.push(Piece::Literal(Bytes::from(data)));
-            let (t, l) = self.next_line().await?;
-            pieces.push(Piece::Text(t));
-            lit = l;
+            lit = self.read_small_literal(spec, &mut pieces).await?;
         }
         let mut c = Cursor::new(&pieces);
         let mailbox = match c.sp().and_then(|()| c.mailbox()) {

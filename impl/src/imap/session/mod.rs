@@ -23,7 +23,6 @@ use super::codec::command::{Command, StatusItem, parse_command, parse_tag_and_na
 use super::codec::framer::{Frame, FrameError, Framer, LiteralSpec};
 use super::codec::parser::{Cursor, Piece};
 use super::codec::response::push_mailbox;
-use super::conn::Conn;
 use super::faults::{Fault, Faults};
 use super::mailstore::{MailStore, StoreError};
 use super::mupdate_link::{MupdateError, MupdateLink, MupdateOp, mupdate_name, owner_acl};
@@ -109,7 +108,7 @@ pub(crate) struct Selected {
 
 /// A connection's protocol state.
 pub struct Session {
-    conn: Conn,
+    conn: Stream,
     rbuf: BytesMut,
     out: Vec<u8>,
     framer: Framer,
@@ -121,13 +120,16 @@ pub struct Session {
 enum Flow {
     Continue,
     Close,
+    /// STARTTLS answered OK: hand the connection to TLS (done by [`Session::run`], which owns
+    /// the stream).
+    StartTls(tokio_rustls::TlsAcceptor),
 }
 
 impl Session {
     /// A session on a fresh connection.
     pub fn new(tcp: TcpStream, shared: Arc<Shared>) -> Session {
         Session {
-            conn: Conn::Open(Stream::Plain(tcp)),
+            conn: Stream::Plain(tcp),
             rbuf: BytesMut::with_capacity(shared.limits.read_chunk),
             out: Vec::with_capacity(4096),
             framer: Framer::new(shared.limits.max_line),
@@ -143,20 +145,41 @@ impl Session {
             "* OK [CAPABILITY {}] imapd ready",
             self.capabilities()
         ));
-        let result = tokio::select! {
-            r = self.serve() => r,
-            _ = shutdown.wait() => Err(End::Shutdown),
-        };
-        match result {
-            Ok(()) | Err(End::Closed) => {}
-            Err(End::Shutdown) => self.push_line("* BYE Server shutting down"),
-            Err(End::Io(e)) => tracing::debug!("connection ended: {e}"),
+        loop {
+            let result = tokio::select! {
+                r = self.serve() => r,
+                _ = shutdown.wait() => Err(End::Shutdown),
+            };
+            match result {
+                Ok(Flow::StartTls(acceptor)) => {
+                    // Anything the client pipelined after STARTTLS was sent in plaintext:
+                    // discard it (RFC 3501 6.2.1; the STARTTLS command-injection attack).
+                    let kept = if self.shared.faults.has(Fault::StarttlsExecutesPipelined) {
+                        std::mem::take(&mut self.rbuf)
+                    } else {
+                        BytesMut::new()
+                    };
+                    let handshake = self.conn.upgrade_discarding(&acceptor, &mut self.rbuf);
+                    match tokio::time::timeout(self.shared.limits.idle_timeout, handshake).await {
+                        Ok(Ok(tls)) => self.conn = tls,
+                        Ok(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
+                        Err(_) => return tracing::debug!("TLS handshake timed out"),
+                    }
+                    self.framer = Framer::new(self.shared.limits.max_line);
+                    self.rbuf = kept;
+                    continue;
+                }
+                Ok(Flow::Continue | Flow::Close) | Err(End::Closed) => {}
+                Err(End::Shutdown) => self.push_line("* BYE Server shutting down"),
+                Err(End::Io(e)) => tracing::debug!("connection ended: {e}"),
+            }
+            let _ = self.flush().await;
+            let _ = self.conn.shutdown().await;
+            return;
         }
-        let _ = self.flush().await;
-        let _ = self.conn.shutdown().await;
     }
 
-    async fn serve(&mut self) -> Res<()> {
+    async fn serve(&mut self) -> Res<Flow> {
         self.flush().await?;
         loop {
             let frame = self.next_frame(true).await?;
@@ -165,7 +188,10 @@ impl Session {
             };
             match self.command(text, literal).await? {
                 Flow::Continue => {}
-                Flow::Close => return Ok(()),
+                flow => {
+                    self.flush().await?;
+                    return Ok(flow);
+                }
             }
             self.flush().await?;
         }
@@ -274,6 +300,25 @@ impl Session {
         }
     }
 
+    /// Accept a small (already size-checked) literal, read it and the line after it into
+    /// `pieces`; returns the literal announced at the end of that line.
+    async fn read_small_literal(
+        &mut self,
+        spec: LiteralSpec,
+        pieces: &mut Vec<Piece>,
+    ) -> Res<Option<LiteralSpec>> {
+        if spec.sync {
+            self.framer.accept_literal();
+            self.push_line("+ Ready for literal data");
+            self.flush().await?;
+        }
+        let data = self.read_literal().await?;
+        pieces.push(Piece::Literal(Bytes::from(data)));
+        let (t, l) = self.next_line().await?;
+        pieces.push(Piece::Text(t));
+        Ok(l)
+    }
+
     /// Read a whole (small, already size-checked) literal into memory.
     async fn read_literal(&mut self) -> Res<Vec<u8>> {
         let mut data = Vec::new();
@@ -379,16 +424,7 @@ impl Session {
                 }
                 return self.refuse(&tag, "BAD", &msg, Some(spec)).await;
             }
-            if spec.sync {
-                self.framer.accept_literal();
-                self.push_line("+ Ready for literal data");
-                self.flush().await?;
-            }
-            let data = self.read_literal().await?;
-            pieces.push(Piece::Literal(Bytes::from(data)));
-            let (t, l) = self.next_line().await?;
-            pieces.push(Piece::Text(t));
-            lit = l;
+            lit = self.read_small_literal(spec, &mut pieces).await?;
         }
         let mut c = Cursor::new(&pieces);
         let parsed = parse_tag_and_name(&mut c)
@@ -529,19 +565,8 @@ impl Session {
             );
             return Ok(Flow::Continue);
         }
-        // Anything the client pipelined after STARTTLS was sent in plaintext: discard it
-        // (RFC 3501 6.2.1; the classic STARTTLS command-injection attack).
-        let kept = if self.shared.faults.has(Fault::StarttlsExecutesPipelined) {
-            std::mem::take(&mut self.rbuf)
-        } else {
-            BytesMut::new()
-        };
         self.tagged(tag, "OK", "Begin TLS negotiation now");
-        self.flush().await?;
-        self.conn.upgrade(&acceptor, &mut self.rbuf).await?;
-        self.framer = Framer::new(self.shared.limits.max_line);
-        self.rbuf = kept;
-        Ok(Flow::Continue)
+        Ok(Flow::StartTls(acceptor))
     }
 
     async fn login(&mut self, tag: &str, user: &[u8], password: &[u8]) {
