@@ -134,6 +134,10 @@ pub struct Options {
         default_value = "conformance-failures"
     )]
     pub bundle_dir: PathBuf,
+    /// Cap every expectation's timeout at SECS, even a case's own `timeout:` (for mutant runs,
+    /// where a broken server makes cases wait their full timeout).
+    #[arg(long, global = true, hide = true, value_name = "SECS")]
+    pub max_timeout: Option<u64>,
     /// Run id (6 hex digits) instead of a random one; names in every case derive from it.
     #[arg(long, global = true, hide = true)]
     pub run_id: Option<String>,
@@ -341,6 +345,7 @@ pub async fn main_with(cli: Cli) -> i32 {
     let cfg = RunConfig {
         creds: credentials(&o),
         timeout: Duration::from_secs(o.timeout),
+        max_timeout: o.max_timeout.map(Duration::from_secs),
         jobs: o.jobs,
         run_id,
     };

@@ -1,19 +1,179 @@
-//! The reference servers started in-process when no `--target` is given: `mupdated` and `imapd`
-//! on 127.0.0.1:0 with temporary data directories and generated users. This module is the only
-//! place that links `murder-server`; judging never uses it.
+//! The reference servers started in-process when no `--target` is given: `mupdated` (a master)
+//! and `imapd` on 127.0.0.1:0 with temporary data directories, generated users (`admin`, `user2`
+//! with random passwords) and a generated TLS certificate (STARTTLS offered). This module is the
+//! only place that links `murder-server`; judging never uses it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::cli::Options;
-use crate::report::EXIT_USAGE;
-use crate::run::RunConfig;
-use crate::scenario::Scenario;
+use murder_server::auth::UserDb;
+use murder_server::net::tls::TestPki;
+
+use crate::cli::{Options, SuitePlan, run_plans};
+use crate::report::{EXIT_NO_CASE, EXIT_USAGE};
+use crate::run::probe::probe;
+use crate::run::suite::Selected;
+use crate::run::{RunConfig, Target, TlsMode, tls};
+use crate::scenario::names::Credentials;
+use crate::scenario::{Protocol, Scenario};
+
+/// Why the embedded servers could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    /// Anything on the way (temp dir, users, TLS, bind).
+    #[error("cannot start the embedded reference servers: {0}")]
+    Start(String),
+}
+
+/// The two running reference servers and what the runner needs to reach them.
+pub struct Embedded {
+    /// `mupdated` (master).
+    pub mupdate: murder_server::mupdate::ServerHandle,
+    /// `imapd`.
+    pub imap: murder_server::imap::ServerHandle,
+    /// Generated credentials.
+    pub creds: Credentials,
+    /// Client TLS configuration trusting the generated certificate.
+    pub client_tls: Arc<rustls::ClientConfig>,
+    _dir: tempfile::TempDir,
+}
+
+fn random_password() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Start both servers, correct.
+pub async fn start() -> Result<Embedded, EmbeddedError> {
+    start_with(
+        murder_server::mupdate::Faults::default(),
+        murder_server::imap::Faults::default(),
+    )
+    .await
+}
+
+/// Start both servers with deliberate bugs (the mutant tests that prove the corpus can fail).
+pub async fn start_with(
+    mupdate_faults: murder_server::mupdate::Faults,
+    imap_faults: murder_server::imap::Faults,
+) -> Result<Embedded, EmbeddedError> {
+    let err = |e: &dyn std::fmt::Display| EmbeddedError::Start(e.to_string());
+    // The data is throw-away: keep it in memory when the system offers a tmpfs, so the servers'
+    // fsyncs cost nothing.
+    let shm = std::path::Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        tempfile::Builder::new()
+            .prefix("conformance-")
+            .tempdir_in(shm)
+    } else {
+        tempfile::tempdir()
+    }
+    .map_err(|e| err(&e))?;
+    let (p1, p2) = (random_password(), random_password());
+    let users = Arc::new(
+        UserDb::parse(&format!("admin:{{PLAIN}}{p1}\nuser2:{{PLAIN}}{p2}\n"))
+            .map_err(|e| err(&e))?,
+    );
+    let pki = TestPki::new(&["localhost"]).map_err(|e| err(&e))?;
+    let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut mc =
+        murder_server::mupdate::Config::new(any, dir.path().join("mupdate"), users.clone());
+    mc.admins = vec!["admin".to_string()];
+    mc.tls = Some(pki.server_config());
+    mc.faults = mupdate_faults;
+    let mupdate = murder_server::mupdate::start(mc)
+        .await
+        .map_err(|e| err(&e))?;
+    let mut ic = murder_server::imap::Config::new(any, dir.path().join("imap"), users);
+    ic.tls = Some(pki.server_config());
+    ic.faults = imap_faults;
+    let imap = murder_server::imap::start(ic).await.map_err(|e| err(&e))?;
+    Ok(Embedded {
+        mupdate,
+        imap,
+        creds: Credentials {
+            user: Some(("admin".into(), p1)),
+            user2: Some(("user2".into(), p2)),
+        },
+        client_tls: pki.client_config(),
+        _dir: dir,
+    })
+}
 
 /// Start both reference servers and run the selected cases of both suites against them.
-pub async fn run_embedded(_o: &Options, _cfg: RunConfig, _selected: Vec<Arc<Scenario>>) -> i32 {
-    eprintln!(
-        "conformance: no --target given and the embedded reference servers are not wired up yet; \
-         run with --target HOST:PORT"
-    );
-    EXIT_USAGE
+pub async fn run_embedded(o: &Options, cfg: RunConfig, selected: Vec<Arc<Scenario>>) -> i32 {
+    let emb = match start().await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let code = run_against(o, cfg, selected, &emb).await;
+    emb.mupdate.shutdown().await;
+    emb.imap.shutdown().await;
+    code
+}
+
+/// Run the selected cases of both suites against running embedded servers.
+pub async fn run_against(
+    o: &Options,
+    mut cfg: RunConfig,
+    selected: Vec<Arc<Scenario>>,
+    emb: &Embedded,
+) -> i32 {
+    cfg.creds = emb.creds.clone();
+    let Some(server_name) = tls::server_name("localhost") else {
+        return EXIT_USAGE;
+    };
+    let mut plans = Vec::new();
+    for (protocol, addr) in [
+        (Protocol::Mupdate, emb.mupdate.local_addr()),
+        (Protocol::Imap, emb.imap.local_addr()),
+    ] {
+        let cases: Vec<Arc<Scenario>> = selected
+            .iter()
+            .filter(|s| s.meta.protocol == protocol)
+            .cloned()
+            .collect();
+        if cases.is_empty() {
+            continue;
+        }
+        let target = Target {
+            addr: addr.to_string(),
+            tls_mode: TlsMode::Plain,
+            tls: emb.client_tls.clone(),
+            server_name: server_name.clone(),
+        };
+        let info = match probe(&target, Some(protocol), &cfg.creds, cfg.timeout).await {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("conformance: embedded {protocol} server: {e}");
+                return EXIT_USAGE;
+            }
+        };
+        eprintln!(
+            "conformance: embedded {protocol} reference server on {addr} ({} cases)",
+            cases.len()
+        );
+        let offset = plans
+            .iter()
+            .map(|p: &SuitePlan| p.cases.len())
+            .sum::<usize>();
+        plans.push(SuitePlan {
+            cases: cases
+                .into_iter()
+                .enumerate()
+                .map(|(i, scenario)| Selected {
+                    index: offset + i,
+                    scenario,
+                })
+                .collect(),
+            target: Arc::new(target),
+            info: Arc::new(info),
+        });
+    }
+    if plans.is_empty() {
+        return EXIT_NO_CASE;
+    }
+    run_plans(o, Arc::new(cfg), plans).await
 }

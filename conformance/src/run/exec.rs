@@ -1148,11 +1148,15 @@ pub async fn execute(
     index: usize,
     target: &Target,
     info: &TargetInfo,
-    creds: &Credentials,
-    run_id: &str,
-    default_timeout: Duration,
+    cfg: &super::RunConfig,
 ) -> Executed {
-    let budget = default_timeout.max(Duration::from_secs(sc.meta.timeout.unwrap_or(0)));
+    let (creds, run_id) = (&cfg.creds, cfg.run_id.as_str());
+    let mut budget = cfg
+        .timeout
+        .max(Duration::from_secs(sc.meta.timeout.unwrap_or(0)));
+    if let Some(cap) = cfg.max_timeout {
+        budget = budget.min(cap);
+    }
     let mut ex = Exec {
         sc,
         target,

@@ -50,6 +50,8 @@ pub struct RunConfig {
     pub creds: Credentials,
     /// Default per-expectation timeout.
     pub timeout: Duration,
+    /// Upper bound on every expectation's timeout, even a case's own `timeout:` (mutant runs).
+    pub max_timeout: Option<Duration>,
     /// Cases run at once.
     pub jobs: usize,
     /// Run id: 6 hex digits, part of every unique name.

@@ -158,16 +158,7 @@ async fn run_one(
         return rep;
     }
     let started = Instant::now();
-    let ex = execute(
-        sc,
-        sel.index,
-        &target,
-        &info,
-        &cfg.creds,
-        &cfg.run_id,
-        cfg.timeout,
-    )
-    .await;
+    let ex = execute(sc, sel.index, &target, &info, &cfg).await;
     rep.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     rep.transcript = ex.transcript.events;
     rep.warnings = ex.warnings;
