@@ -227,14 +227,31 @@ impl Sim {
         if !self.cands.iter().any(|c| c.replies.contains_key(&key)) {
             return Ok(());
         }
+        self.narrow(conn, tag, |e| statuses.iter().any(|s| e.allows(*s)))?;
+        if let Some(cs) = self.conns.get_mut(conn)
+            && let Some(pos) = cs.pending_auth.iter().position(|t| t == tag)
+        {
+            cs.pending_auth.remove(pos);
+            if statuses == [Status::Ok] {
+                cs.state = SessionState::Authenticated;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keep the candidates whose expectation for `tag` on `conn` satisfies `fits`, and settle
+    /// that expectation. `Err` (nothing changed) when no candidate does.
+    fn narrow(
+        &mut self,
+        conn: &str,
+        tag: &[u8],
+        fits: impl Fn(&Expected) -> bool,
+    ) -> Result<(), String> {
+        let key = (conn.to_string(), tag.to_vec());
         let keep: Vec<Candidate> = self
             .cands
             .iter()
-            .filter(|c| {
-                c.replies
-                    .get(&key)
-                    .is_none_or(|e| statuses.iter().any(|s| e.allows(*s)))
-            })
+            .filter(|c| c.replies.get(&key).is_none_or(&fits))
             .cloned()
             .collect();
         if keep.is_empty() {
@@ -249,14 +266,6 @@ impl Sim {
         for c in &mut self.cands {
             c.replies.remove(&key);
         }
-        if let Some(cs) = self.conns.get_mut(conn)
-            && let Some(pos) = cs.pending_auth.iter().position(|t| t == tag)
-        {
-            cs.pending_auth.remove(pos);
-            if statuses == [Status::Ok] {
-                cs.state = SessionState::Authenticated;
-            }
-        }
         Ok(())
     }
 
@@ -270,7 +279,6 @@ impl Sim {
         status: Status,
         owned: &dyn Fn(&[u8]) -> bool,
     ) -> Result<(), String> {
-        let key = (conn.to_string(), tag.to_vec());
         let mut sorted_obs: Vec<Record> = data.iter().filter(|r| owned(&r.name)).cloned().collect();
         sorted_obs.sort();
         let fits = |e: &Expected| {
@@ -287,25 +295,7 @@ impl Sim {
                 _ => sorted_obs.is_empty(),
             }
         };
-        let keep: Vec<Candidate> = self
-            .cands
-            .iter()
-            .filter(|c| c.replies.get(&key).is_none_or(fits))
-            .cloned()
-            .collect();
-        if keep.is_empty() {
-            let exp: Vec<String> = self
-                .expected(conn, tag)
-                .iter()
-                .map(Expected::describe)
-                .collect();
-            return Err(format!("the model requires {}", exp.join(" or ")));
-        }
-        self.cands = keep;
-        for c in &mut self.cands {
-            c.replies.remove(&key);
-        }
-        Ok(())
+        self.narrow(conn, tag, fits)
     }
 
     /// A data line (`MAILBOX`/`RESERVE`) of the reply to `tag` on `conn` is expected with these
