@@ -13,6 +13,8 @@
       (slaves stream lazily), at most WAIT_SECONDS (default 60); print the line.
   probe.py imap-check HOST PORT USER PASSWORD MAILBOX
       LOGIN, CREATE MAILBOX, one MULTIAPPEND of two messages, SELECT (expects 2 EXISTS), DELETE.
+  probe.py imap HOST PORT USER PASSWORD COMMAND...
+      LOGIN, send each COMMAND (without tag), print replies, fail unless each reply is OK.
   probe.py imap-count HOST PORT USER PASSWORD MAILBOX
       LOGIN, EXAMINE MAILBOX, print the EXISTS count.
   probe.py imap-fill HOST PORT USER PASSWORD MAILBOX N
@@ -215,6 +217,15 @@ def main(argv):
             fail("DELETE %s: %s" % (box, st))
         c.tagged("LOGOUT")
         print("IMAP OK")
+        return
+    if op == "imap":
+        c = imap_login(host, port, rest[0], rest[1])
+        for cmd in rest[2:]:
+            print("C: " + cmd)
+            st, _ = c.tagged(cmd)
+            if st != "OK":
+                fail("%s -> %s" % (cmd, st))
+        c.tagged("LOGOUT")
         return
     if op == "imap-count":
         c = imap_login(host, port, rest[0], rest[1])
