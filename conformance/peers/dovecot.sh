@@ -56,6 +56,7 @@ port_free "$port" || die "127.0.0.1:$port is already in use"
 
 rm -rf "$d"
 mkdir -p "$d/run" "$d/state" "$d/mail"
+chmod a+x "$PEER_DIR"
 chmod 755 "$d"
 chown nobody:nogroup "$d/mail"
 printf '%s:{PLAIN}%s::::::\n' "$user" "$password" >"$d/passwd"

@@ -98,9 +98,11 @@ CONF
 # stop_syslog: stop our private rsyslogd (never the system one).
 stop_syslog() { stop_pid "$PEER_DIR/syslog/rsyslogd.pid"; }
 
-# cyrus_dirs DIR: the directory tree a Cyrus instance needs, owned by cyrus.
+# cyrus_dirs DIR: the directory tree a Cyrus instance needs, owned by cyrus. DIR and $PEER_DIR must
+# be traversable by cyrus (mktemp -d makes mode 700 directories).
 cyrus_dirs() {
     local d=$1 s
+    chmod a+x "$PEER_DIR" "$d"
     for s in config config/db config/socket config/proc config/log config/msg config/ptclient \
         config/sieve config/user config/quota config/lock spool; do
         mkdir -p "$d/$s"
