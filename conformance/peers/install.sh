@@ -45,6 +45,7 @@ for p in "${APT_PKGS[@]}"; do
         missing+=("$p")
     fi
 done
+command -v python3 >/dev/null || missing+=(python3)   # probe.py, mailutil-copy.py
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "install.sh: installing ${missing[*]}" >&2
     apt-get update -qq || die "apt-get update failed"
@@ -54,6 +55,9 @@ fi
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' \
         || die "package $p is not installed after apt-get install"
+done
+for c in python3 mailutil saslpasswd2 rsyslogd /usr/lib/cyrus/bin/master /usr/sbin/dovecot; do
+    command -v "$c" >/dev/null || die "$c missing after install"
 done
 getent passwd cyrus >/dev/null || die "user cyrus missing (cyrus-common postinst should create it)"
 

@@ -119,8 +119,11 @@ def main():
         print(line)
         return 0
     if not reason:
-        last = [ln for ln in text.splitlines() if ln.strip()]
-        reason = last[-1].strip() if last else "no output"
+        # c-client prints progress as "[...]" and errors as bare lines ("Mailbox already exists").
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        errors = [ln for ln in lines if not ln.startswith("[") and not ln.startswith("warning:")
+                  and not PROMPT.search(ln.encode())]
+        reason = (errors or lines or ["no output"])[-1]
     print("MAILUTIL %s failed exit=%d prompts=%d reason=%s" % (a.command, code, prompts, quote(reason)))
     return 1
 
