@@ -41,25 +41,12 @@ done
 d=$PEER_DIR/cyrus-imapd
 servername=imap.peer.test
 
-case $action in
-stop)
-    stop_pid "$d/master.pid"
-    note "stopped cyrus imapd"
-    exit 0 ;;
-status)
-    if pid_alive "$d/master.pid"; then echo "running pid $(cat "$d/master.pid")"; exit 0; fi
-    echo "stopped"; exit 1 ;;
-start) ;;
-*) usage ;;
-esac
+stop_or_status "$action" "$d/master.pid" "cyrus imapd"
 
 need_root
 [ -x "$CYRUS_BIN/imapd" ] || die "$CYRUS_BIN/imapd missing: run install.sh"
 [ "$user" != admin ] || die "the test user must not be the admin"
-if pid_alive "$d/master.pid"; then
-    note "already running (pid $(cat "$d/master.pid")); restarting"
-    stop_pid "$d/master.pid"
-fi
+restart_if_running "$d/master.pid"
 port_free "$port" || die "127.0.0.1:$port is already in use"
 if [ -n "$mupdate" ]; then
     case $mupdate in 127.0.0.1:*|localhost:*) ;; *) die "loopback MUPDATE only, got $mupdate" ;; esac

@@ -38,24 +38,11 @@ master_password=${master_password:-$password}
 d=$PEER_DIR/cyrus-mupdate-$role
 servername=mup$role.peer.test
 
-case $action in
-stop)
-    stop_pid "$d/master.pid"
-    note "stopped cyrus mupdate $role"
-    exit 0 ;;
-status)
-    if pid_alive "$d/master.pid"; then echo "running pid $(cat "$d/master.pid")"; exit 0; fi
-    echo "stopped"; exit 1 ;;
-start) ;;
-*) usage ;;
-esac
+stop_or_status "$action" "$d/master.pid" "cyrus mupdate $role"
 
 need_root
 [ -x "$CYRUS_BIN/mupdate" ] || die "$CYRUS_BIN/mupdate missing: run install.sh"
-if pid_alive "$d/master.pid"; then
-    note "already running (pid $(cat "$d/master.pid")); restarting"
-    stop_pid "$d/master.pid"
-fi
+restart_if_running "$d/master.pid"
 port_free "$port" || die "127.0.0.1:$port is already in use"
 if [ "$role" = slave ]; then
     [ -n "$master_addr" ] || die "a slave needs --master HOST:PORT"

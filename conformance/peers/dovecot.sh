@@ -32,26 +32,13 @@ while [ $# -gt 0 ]; do
 done
 d=$PEER_DIR/dovecot
 
-case $action in
-stop)
-    stop_pid "$d/dovecot.pid"
-    note "stopped dovecot"
-    exit 0 ;;
-status)
-    if pid_alive "$d/dovecot.pid"; then echo "running pid $(cat "$d/dovecot.pid")"; exit 0; fi
-    echo "stopped"; exit 1 ;;
-start) ;;
-*) usage ;;
-esac
+stop_or_status "$action" "$d/dovecot.pid" "dovecot"
 
 need_root
 [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ] || die "dovecot-imapd missing: run install.sh"
 getent passwd dovecot >/dev/null && getent passwd dovenull >/dev/null \
     || die "users dovecot/dovenull missing (dovecot-core postinst creates them)"
-if pid_alive "$d/dovecot.pid"; then
-    note "already running (pid $(cat "$d/dovecot.pid")); restarting"
-    stop_pid "$d/dovecot.pid"
-fi
+restart_if_running "$d/dovecot.pid"
 port_free "$port" || die "127.0.0.1:$port is already in use"
 
 rm -rf "$d"

@@ -137,3 +137,28 @@ cyrus_master_start() {
     echo "$pid" >"$d/master.pid"
     rm -f "$d/master.pid.launch"
 }
+
+# stop_or_status ACTION PIDFILE LABEL: handle the `stop` and `status` actions of a peer script
+# (exits); returns for `start`; usage error otherwise.
+stop_or_status() {
+    case $1 in
+    stop)
+        stop_pid "$2"
+        note "stopped $3"
+        exit 0 ;;
+    status)
+        if pid_alive "$2"; then echo "running pid $(cat "$2")"; exit 0; fi
+        echo "stopped"
+        exit 1 ;;
+    start) return 0 ;;
+    *) usage ;;
+    esac
+}
+
+# restart_if_running PIDFILE: `start` of a running instance stops it first (clean state).
+restart_if_running() {
+    if pid_alive "$1"; then
+        note "already running (pid $(cat "$1")); restarting"
+        stop_pid "$1"
+    fi
+}

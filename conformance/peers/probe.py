@@ -15,6 +15,7 @@
       LOGIN, CREATE MAILBOX, one MULTIAPPEND of two messages, SELECT (expects 2 EXISTS), DELETE.
   probe.py imap HOST PORT USER PASSWORD COMMAND...
       LOGIN, send each COMMAND (without tag), print replies, fail unless each reply is OK.
+      A written \t in COMMAND is sent as a TAB.
   probe.py imap-count HOST PORT USER PASSWORD MAILBOX
       LOGIN, EXAMINE MAILBOX, print the EXISTS count.
   probe.py imap-fill HOST PORT USER PASSWORD MAILBOX N
@@ -129,6 +130,17 @@ def imap_login(host, port, user, password):
     return c
 
 
+def run_all_ok(c, cmds):
+    """Send each command (a written \\t becomes a TAB), fail unless each is OK, then LOGOUT."""
+    for cmd in cmds:
+        cmd = cmd.replace("\\t", "\t")
+        print("C: " + cmd)
+        st, _ = c.tagged(cmd)
+        if st != "OK":
+            fail("%s -> %s" % (cmd, st))
+    c.tagged("LOGOUT")
+
+
 def message(i, box):
     return (
         "From: peer-probe <probe@example.invalid>\r\n"
@@ -160,14 +172,7 @@ def main(argv):
         print("AUTH OK")
         return
     if op == "mupdate":
-        c = mupdate_login(host, port, rest[0], rest[1])
-        for cmd in rest[2:]:
-            cmd = cmd.replace("\\t", "\t")  # a written \t stands for a TAB (ACL separator)
-            print("C: " + cmd)
-            st, _ = c.tagged(cmd)
-            if st != "OK":
-                fail("%s -> %s" % (cmd, st))
-        c.tagged("LOGOUT")
+        run_all_ok(mupdate_login(host, port, rest[0], rest[1]), rest[2:])
         return
     if op == "mupdate-find":
         c = mupdate_login(host, port, rest[0], rest[1])
@@ -219,13 +224,7 @@ def main(argv):
         print("IMAP OK")
         return
     if op == "imap":
-        c = imap_login(host, port, rest[0], rest[1])
-        for cmd in rest[2:]:
-            print("C: " + cmd)
-            st, _ = c.tagged(cmd)
-            if st != "OK":
-                fail("%s -> %s" % (cmd, st))
-        c.tagged("LOGOUT")
+        run_all_ok(imap_login(host, port, rest[0], rest[1]), rest[2:])
         return
     if op == "imap-count":
         c = imap_login(host, port, rest[0], rest[1])
