@@ -3,12 +3,16 @@
 #
 #   cyrus-mupdate.sh start master [PORT] [--user U] [--password P]
 #   cyrus-mupdate.sh start slave  [PORT] --master HOST:PORT [--master-user U] [--master-password P]
-#                                        [--user U] [--password P]
+#                                        [--user U] [--password P] [--retry-delay SECONDS]
 #   cyrus-mupdate.sh stop  master|slave
 #   cyrus-mupdate.sh status master|slave
+#   cyrus-mupdate.sh crash master|slave [SIGNAL]   (default SEGV: kill the mupdate service
+#                                                   process by pid; Cyrus master respawns it)
 #
 # Defaults: master port 13905, slave port 13906, user admin, password peer-secret, and for a slave
 # --master-user/--master-password default to --user/--password. The master may be OUR mupdated.
+# --retry-delay sets mupdate_retry_delay (Cyrus default 20): the slave NOOPs an idle master link
+# after it, drops the link after twice it, and reconnects after it + random(0..it/2) seconds.
 # State: $PEER_DIR/cyrus-mupdate-<role>/ (imapd.conf, cyrus.conf, sasldb2, master.pid, master.log).
 # Crashes are logged only to syslog: a private rsyslogd is started if none runs (see lib.sh).
 # Last line on start:
@@ -16,13 +20,15 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-usage() { sed -n '2,16p' "$0" >&2; exit 2; }
+usage() { sed -n '2,21p' "$0" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 action=$1 role=$2
 shift 2
 case $role in master) port=13905 ;; slave) port=13906 ;; *) usage ;; esac
 if [ $# -gt 0 ] && [[ $1 =~ ^[0-9]+$ ]]; then port=$1; shift; fi
-user=admin password=peer-secret master_addr="" master_user="" master_password=""
+user=admin password=peer-secret master_addr="" master_user="" master_password="" retry_delay=""
+signal=SEGV
+if [ "$action" = crash ] && [ $# -gt 0 ]; then signal=$1; shift; fi
 while [ $# -gt 0 ]; do
     case $1 in
         --user) user=$2; shift 2 ;;
@@ -30,6 +36,7 @@ while [ $# -gt 0 ]; do
         --master) master_addr=$2; shift 2 ;;
         --master-user) master_user=$2; shift 2 ;;
         --master-password) master_password=$2; shift 2 ;;
+        --retry-delay) retry_delay=$2; shift 2 ;;
         *) usage ;;
     esac
 done
@@ -38,6 +45,21 @@ master_password=${master_password:-$password}
 d=$PEER_DIR/cyrus-mupdate-$role
 servername=mup$role.peer.test
 
+if [ "$action" = crash ]; then
+    pid_alive "$d/master.pid" || die "cyrus mupdate $role is not running"
+    mpid=$(tr -dc '0-9' <"$d/master.pid")
+    child=$(ps -o pid= --ppid "$mpid" | tr -d ' ' | head -n 1)
+    [ -n "$child" ] || die "no mupdate process under master pid $mpid"
+    kill -s "$signal" "$child"
+    for _ in $(seq "$PEER_WAIT_TENTHS"); do
+        new=$(ps -o pid= --ppid "$mpid" | tr -d ' ' | grep -vx "$child" | head -n 1 || true)
+        [ -n "$new" ] && break
+        sleep 0.1
+    done
+    [ -n "${new:-}" ] || die "Cyrus master did not respawn mupdate after SIG$signal"
+    echo "PEER crashed mupdate-$role old_pid=$child signal=$signal new_pid=$new"
+    exit 0
+fi
 stop_or_status "$action" "$d/master.pid" "cyrus mupdate $role"
 
 need_root
@@ -71,6 +93,7 @@ conf=$d/imapd.conf
         echo "mupdate_username: $master_user"
         echo "mupdate_authname: $master_user"
         echo "mupdate_password: $master_password"
+        if [ -n "$retry_delay" ]; then echo "mupdate_retry_delay: $retry_delay"; fi
     fi
 } >"$conf"
 flag=""
