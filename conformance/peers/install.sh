@@ -30,12 +30,16 @@ command -v apt-get >/dev/null || die "apt-get not found: Debian 12 expected"
 # 1. Refuse service starts during the install (only if no policy-rc.d exists already).
 POLICY=/usr/sbin/policy-rc.d
 OWN_POLICY=0
+dl=""
 if [ ! -e "$POLICY" ]; then
     printf '#!/bin/sh\n# temporary, written by murder conformance/peers/install.sh\nexit 101\n' >"$POLICY"
     chmod 755 "$POLICY"
     OWN_POLICY=1
 fi
-cleanup() { if [ "$OWN_POLICY" = 1 ]; then rm -f "$POLICY"; fi; }
+cleanup() {
+    if [ "$OWN_POLICY" = 1 ]; then rm -f "$POLICY"; fi
+    if [ -n "$dl" ]; then rm -rf "$dl"; fi
+}
 trap cleanup EXIT
 
 # 2. Packaged part.
@@ -80,6 +84,7 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     mkdir -p "$CYRUS_ROOT"
     for deb in "$dl"/*.deb; do dpkg -x "$deb" "$CYRUS_ROOT" || die "dpkg -x $deb failed"; done
     rm -rf "$dl"
+    dl=""
     echo "$WANT" >"$STAMP"
 fi
 for b in imapd mupdate mupdatetest; do
