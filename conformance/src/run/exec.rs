@@ -43,11 +43,16 @@ pub struct Failure {
     pub got: Option<String>,
     /// The first difference between the two.
     pub mismatch: Option<String>,
+    /// The connection was closed or reset (or could not be made): in a parallel run this may be
+    /// another case crashing the server, so the suite retries such a case alone.
+    #[serde(default)]
+    pub connection_lost: bool,
 }
 
 /// Why a step failed (before it gets its place in the file).
 #[derive(Clone, Debug, Default)]
 pub struct StepFail {
+    connection_lost: bool,
     message: String,
     expected: Option<String>,
     got: Option<String>,
@@ -107,6 +112,7 @@ fn read_fail(cs: &ConnState, e: &ReadError) -> StepFail {
     let got =
         (!partial.is_empty()).then(|| format!("incomplete: {}", visible_capped(partial, 400)));
     StepFail {
+        connection_lost: matches!(e, ReadError::Closed | ReadError::Io(_)),
         message: format!("{e}{after}"),
         got,
         ..StepFail::default()
@@ -398,7 +404,10 @@ pub async fn open(
     tr.note(name, &format!("connect to {}", target.addr));
     let conn = Conn::connect(&target.addr, deadline)
         .await
-        .map_err(|e| StepFail::msg(e.to_string()))?;
+        .map_err(|e| StepFail {
+            connection_lost: true,
+            ..StepFail::msg(e.to_string())
+        })?;
     let mut cs = ConnState {
         conn,
         tag: Vec::new(),
@@ -564,6 +573,7 @@ impl Exec<'_> {
         line: &Line,
     ) -> Result<HashMap<String, Vec<u8>>, StepFail> {
         let fail = |mismatch: String| StepFail {
+            connection_lost: false,
             message: "the line does not match".into(),
             expected: Some(p.src.clone()),
             got: Some(visible(&line.bytes)),
@@ -829,6 +839,7 @@ impl Exec<'_> {
                         .position(|(a, b)| a != b)
                         .unwrap_or(line.bytes.len().min(want.len()));
                     return Err(StepFail {
+                        connection_lost: false,
                         message: "the line is not byte-exact".into(),
                         expected: Some(format!("{}\\r\\n", visible(&want))),
                         got: Some(format!(
@@ -853,6 +864,7 @@ impl Exec<'_> {
                 let line = self.read(conn, deadline).await?;
                 if !re.is_match(&line.bytes) || line.bare_lf {
                     return Err(StepFail {
+                        connection_lost: false,
                         message: "the line does not match the regex".into(),
                         expected: Some(src),
                         got: Some(visible(&line.bytes)),
@@ -944,6 +956,7 @@ impl Exec<'_> {
                         .map(|(_, l)| visible(&l.bytes))
                         .collect();
                     return Err(StepFail {
+                        connection_lost: false,
                         message: format!(
                             "the next {} lines do not match the patterns in any order",
                             lines.len()
@@ -1196,6 +1209,7 @@ pub async fn execute(
                     expected: f.expected,
                     got: f.got,
                     mismatch: f.mismatch,
+                    connection_lost: f.connection_lost,
                 });
                 break 'phases;
             }

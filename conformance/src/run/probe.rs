@@ -279,21 +279,28 @@ pub async fn probe(
     Ok(info)
 }
 
-/// True when the target still accepts a connection and greets.
+/// Delay between two liveness attempts (a supervisor such as Cyrus's `master` respawns a crashed
+/// service within a fraction of a second).
+pub const LIVENESS_RETRY: Duration = Duration::from_millis(200);
+
+/// True when the target accepts a connection and greets within `budget` (several attempts).
 pub async fn alive(target: &Target, protocol: Protocol, budget: Duration) -> bool {
     let deadline = Instant::now() + budget;
-    let mut tr = Transcript::default();
-    let mut tags = Tags::default();
-    match exec::open(
-        "liveness", target, protocol, false, &mut tr, &mut tags, deadline, budget,
-    )
-    .await
-    {
-        Ok((mut cs, _)) => {
+    loop {
+        let mut tr = Transcript::default();
+        let mut tags = Tags::default();
+        let attempt = exec::open(
+            "liveness", target, protocol, false, &mut tr, &mut tags, deadline, budget,
+        )
+        .await;
+        if let Ok((mut cs, _)) = attempt {
             cs.conn.shutdown().await;
-            true
+            return true;
         }
-        Err(_) => false,
+        if Instant::now() + LIVENESS_RETRY >= deadline {
+            return false;
+        }
+        tokio::time::sleep(LIVENESS_RETRY).await;
     }
 }
 

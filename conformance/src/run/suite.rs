@@ -198,6 +198,7 @@ pub async fn run_suite(
     let sem = Arc::new(Semaphore::new(cfg.jobs.max(1)));
     let mut set = JoinSet::new();
     let n = cases.len();
+    let selected = cases.clone();
     for (pos, sel) in cases.into_iter().enumerate() {
         let (target, info, cfg, dead, sem, progress) = (
             target.clone(),
@@ -223,7 +224,43 @@ pub async fn run_suite(
             *slot = Some(rep);
         }
     }
-    out.into_iter().flatten().collect()
+    let mut out: Vec<CaseReport> = out.into_iter().flatten().collect();
+    // A case that lost its connection in the parallel run may have been hit by another case that
+    // crashed the server: run it again alone before grading it.
+    if cfg.jobs > 1 {
+        for (rep, sel) in out.iter_mut().zip(&selected) {
+            let lost = rep.failure.as_ref().is_some_and(|f| f.connection_lost);
+            if !lost
+                || !matches!(rep.grade, Grade::Fail | Grade::NonStrict)
+                || dead.load(Ordering::SeqCst)
+            {
+                continue;
+            }
+            // Let a supervised server come back from a crash before the retry.
+            let budget = cfg.timeout.max(Duration::from_secs(2));
+            if !alive(&target, sel.scenario.meta.protocol, budget).await {
+                break;
+            }
+            let first = rep
+                .failure
+                .as_ref()
+                .map(|f| f.message.clone())
+                .unwrap_or_default();
+            let mut again = run_one(
+                sel.clone(),
+                target.clone(),
+                info.clone(),
+                cfg.clone(),
+                dead.clone(),
+            )
+            .await;
+            again.warnings.push(format!(
+                "retried alone after losing its connection in the parallel run (first attempt: {first})"
+            ));
+            *rep = again;
+        }
+    }
+    out
 }
 
 /// Whether the suite of `protocol` is among the cases.
