@@ -376,3 +376,24 @@ async fn wrong_suite_for_the_greeting_exits_2() {
         2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_exit_2_instead_of_failing_every_case() {
+    let srv = support::imap::start().await;
+    let addr = srv.addr.to_string();
+    let s = scenarios();
+    assert_eq!(
+        run(&[
+            "--target",
+            &addr,
+            "--user",
+            "u",
+            "--password",
+            "wrong",
+            "--scenarios",
+            s.to_str().unwrap()
+        ])
+        .await,
+        2
+    );
+}

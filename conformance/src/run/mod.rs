@@ -85,6 +85,8 @@ pub struct TargetInfo {
     pub starttls: bool,
     /// The greeting's first line, as text.
     pub greeting: String,
+    /// Why the second user could not log in, if it could not (its cases are then N/A).
+    pub user2_refused: Option<String>,
 }
 
 /// Why a case cannot run here: the first unmet need.
@@ -99,7 +101,7 @@ pub fn unmet_need(
             Need::Master => info.role == Role::Master,
             Need::Slave => info.role == Role::Slave,
             Need::Admin => creds.user.is_some(),
-            Need::User2 => creds.user2.is_some(),
+            Need::User2 => creds.user2.is_some() && info.user2_refused.is_none(),
             Need::Starttls => info.starttls && target.tls_mode == TlsMode::Plain,
             Need::NoStarttls => !info.starttls,
             Need::Plaintext => target.tls_mode == TlsMode::Plain,
@@ -109,7 +111,10 @@ pub fn unmet_need(
         if !met {
             return Some(match n {
                 Need::Admin => "no --user/--password given".to_string(),
-                Need::User2 => "no --user2/--password2 given".to_string(),
+                Need::User2 => match &info.user2_refused {
+                    Some(why) => format!("the second user cannot log in: {why}"),
+                    None => "no --user2/--password2 given".to_string(),
+                },
                 _ => format!("target lacks `{n}`"),
             });
         }

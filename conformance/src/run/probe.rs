@@ -37,6 +37,9 @@ pub enum ProbeError {
         /// The greeting.
         greeting: String,
     },
+    /// The credentials given are refused: every case would fail for a configuration error.
+    #[error("{0}")]
+    Login(String),
     /// A greeting that is neither MUPDATE nor IMAP.
     #[error("cannot tell the protocol from the greeting `{0}`")]
     UnknownProtocol(String),
@@ -201,6 +204,7 @@ pub async fn probe(
         mechs: BTreeSet::new(),
         starttls: false,
         greeting: String::from_utf8_lossy(&first.bytes).into_owned(),
+        user2_refused: None,
     };
     let fail = |e: exec::StepFail| unreachable(e.message());
     match protocol {
@@ -249,8 +253,8 @@ pub async fn probe(
                     .await
                     .map_err(fail)?;
             }
-            if let Some((u, p)) = &creds.user
-                && login(
+            if let Some((u, p)) = &creds.user {
+                login(
                     &mut cs,
                     &mut tr,
                     &mut tags,
@@ -261,13 +265,51 @@ pub async fn probe(
                     budget,
                 )
                 .await
-                .is_ok()
-            {
+                .map_err(|e| ProbeError::Login(e.message()))?;
                 imap_capability(&mut cs, &mut tr, &mut tags, &mut info, deadline, budget)
                     .await
                     .map_err(fail)?;
             }
         }
+    }
+    if protocol == Protocol::Mupdate
+        && let Some((u, p)) = &creds.user
+    {
+        login(
+            &mut cs,
+            &mut tr,
+            &mut tags,
+            protocol,
+            Some(&info),
+            (u, p),
+            deadline,
+            budget,
+        )
+        .await
+        .map_err(|e| ProbeError::Login(e.message()))?;
+    }
+    if let Some((u, p)) = &creds.user2 {
+        let (mut c2, _) = exec::open(
+            "probe2", target, protocol, false, &mut tr, &mut tags, deadline, budget,
+        )
+        .await
+        .map_err(|e| unreachable(e.message()))?;
+        // A refused second user (Cyrus mupdate admits admins only) makes its cases N/A.
+        if let Err(e) = login(
+            &mut c2,
+            &mut tr,
+            &mut tags,
+            protocol,
+            Some(&info),
+            (u, p),
+            deadline,
+            budget,
+        )
+        .await
+        {
+            info.user2_refused = Some(e.message());
+        }
+        c2.conn.shutdown().await;
     }
     let tag = tags.fresh();
     let mut cmd = tag.clone();
@@ -344,6 +386,7 @@ mod tests {
             mechs: BTreeSet::new(),
             starttls: false,
             greeting: String::new(),
+            user2_refused: None,
         };
         read_banner(&lines, &mut info);
         assert_eq!(info.role, Role::Slave);
@@ -361,6 +404,7 @@ mod tests {
             mechs: BTreeSet::new(),
             starttls: false,
             greeting: String::new(),
+            user2_refused: None,
         };
         read_caps(
             &Line {

@@ -90,6 +90,7 @@ async fn serve(mut s: TcpStream, store: Arc<Mutex<MailStore>>) {
                         .await;
                     return;
                 }
+                "LOGIN" if arg(3) == "wrong" => out.push_str(&format!("{tag} NO bad password\r\n")),
                 "LOGIN" => {
                     authed = true;
                     out.push_str(&format!("{tag} OK logged in\r\n"));
