@@ -1,5 +1,5 @@
-//! The reference servers started in-process when no `--target` is given: `mupdated` (a master)
-//! and `imapd` on 127.0.0.1:0 with temporary data directories, generated users (`admin`, `user2`
+//! The reference servers started in-process when no `--target` is given: `mupdated` (a master,
+//! and a slave of it for the cases that need one) and `imapd` on 127.0.0.1:0 with temporary data directories, generated users (`admin`, `user2`
 //! with random passwords) and a generated TLS certificate (STARTTLS offered). This module is the
 //! only place that links `murder-server`; judging never uses it.
 
@@ -15,7 +15,7 @@ use crate::run::probe::probe;
 use crate::run::suite::Selected;
 use crate::run::{RunConfig, Target, TlsMode, tls};
 use crate::scenario::names::Credentials;
-use crate::scenario::{Protocol, Scenario};
+use crate::scenario::{Need, Protocol, Scenario};
 
 /// Why the embedded servers could not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,8 @@ pub enum EmbeddedError {
 pub struct Embedded {
     /// `mupdated` (master).
     pub mupdate: murder_server::mupdate::ServerHandle,
+    /// `mupdated` as a read-only slave of `mupdate` (for the cases that need a slave).
+    pub slave: murder_server::mupdate::ServerHandle,
     /// `imapd`.
     pub imap: murder_server::imap::ServerHandle,
     /// Generated credentials.
@@ -79,8 +81,20 @@ pub async fn start_with(
         murder_server::mupdate::Config::new(any, dir.path().join("mupdate"), users.clone());
     mc.admins = vec!["admin".to_string()];
     mc.tls = Some(pki.server_config());
-    mc.faults = mupdate_faults;
+    mc.faults = mupdate_faults.clone();
     let mupdate = murder_server::mupdate::start(mc)
+        .await
+        .map_err(|e| err(&e))?;
+    let mut sc = murder_server::mupdate::Config::new(any, dir.path().join("slave"), users.clone());
+    sc.admins = vec!["admin".to_string()];
+    sc.tls = Some(pki.server_config());
+    sc.faults = mupdate_faults;
+    sc.slave_of = Some(murder_server::mupdate::MasterLink::new(
+        mupdate.local_addr().to_string(),
+        "admin",
+        p1.clone(),
+    ));
+    let slave = murder_server::mupdate::start(sc)
         .await
         .map_err(|e| err(&e))?;
     let mut ic = murder_server::imap::Config::new(any, dir.path().join("imap"), users);
@@ -89,6 +103,7 @@ pub async fn start_with(
     let imap = murder_server::imap::start(ic).await.map_err(|e| err(&e))?;
     Ok(Embedded {
         mupdate,
+        slave,
         imap,
         creds: Credentials {
             user: Some(("admin".into(), p1)),
@@ -109,9 +124,17 @@ pub async fn run_embedded(o: &Options, cfg: RunConfig, selected: Vec<Arc<Scenari
         }
     };
     let code = run_against(o, cfg, selected, &emb).await;
-    emb.mupdate.shutdown().await;
-    emb.imap.shutdown().await;
+    emb.shutdown().await;
     code
+}
+
+impl Embedded {
+    /// Stop every server.
+    pub async fn shutdown(self) {
+        self.slave.shutdown().await;
+        self.mupdate.shutdown().await;
+        self.imap.shutdown().await;
+    }
 }
 
 /// Run the selected cases of both suites against running embedded servers.
@@ -126,13 +149,15 @@ pub async fn run_against(
         return EXIT_USAGE;
     };
     let mut plans = Vec::new();
-    for (protocol, addr) in [
-        (Protocol::Mupdate, emb.mupdate.local_addr()),
-        (Protocol::Imap, emb.imap.local_addr()),
+    let needs_slave = |s: &Scenario| s.meta.needs.contains(&Need::Slave);
+    for (protocol, addr, slave) in [
+        (Protocol::Mupdate, emb.mupdate.local_addr(), false),
+        (Protocol::Mupdate, emb.slave.local_addr(), true),
+        (Protocol::Imap, emb.imap.local_addr(), false),
     ] {
         let cases: Vec<Arc<Scenario>> = selected
             .iter()
-            .filter(|s| s.meta.protocol == protocol)
+            .filter(|s| s.meta.protocol == protocol && needs_slave(s) == slave)
             .cloned()
             .collect();
         if cases.is_empty() {
@@ -151,8 +176,9 @@ pub async fn run_against(
                 return EXIT_USAGE;
             }
         };
+        let role = if slave { " slave" } else { "" };
         eprintln!(
-            "conformance: embedded {protocol} reference server on {addr} ({} cases)",
+            "conformance: embedded {protocol}{role} reference server on {addr} ({} cases)",
             cases.len()
         );
         let offset = plans

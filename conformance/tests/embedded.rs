@@ -139,8 +139,7 @@ async fn every_server_fault_is_caught_by_some_case() {
                 run_id: format!("{:06x}", 0xa0000 + i),
             };
             run_against(&cli.opts, cfg, selected, &emb).await;
-            emb.mupdate.shutdown().await;
-            emb.imap.shutdown().await;
+            emb.shutdown().await;
             let hits: Vec<String> = grades(&json)
                 .into_iter()
                 .filter(|(_, g)| g == "FAIL" || g == "NON-STRICT")
