@@ -1,9 +1,10 @@
-//! Running cases against a target: connections ([`conn`]), the probe that learns what the target
+//! Running cases against a target: connections ([`conn`]), their protocol chores ([`session`]), the probe that learns what the target
 //! offers ([`probe`]), the executor of one case ([`exec`]) and the suite runner ([`suite`]).
 
 pub mod conn;
 pub mod exec;
 pub mod probe;
+pub mod session;
 pub mod suite;
 pub mod tls;
 pub mod transcript;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::exec::{self, ConnState, Tags, greeting, login, read, send, starttls, tagged};
+use super::session::{self, ConnState, Tags, greeting, login, read, send, starttls, tagged};
 use super::transcript::Transcript;
 use super::{Role, Target, TargetInfo, TlsMode};
 use crate::scenario::Protocol;
@@ -148,7 +148,7 @@ async fn imap_capability(
     info: &mut TargetInfo,
     deadline: Instant,
     budget: Duration,
-) -> Result<(), exec::StepFail> {
+) -> Result<(), session::StepFail> {
     let tag = tags.fresh();
     let mut cmd = tag.clone();
     cmd.extend_from_slice(b" CAPABILITY\r\n");
@@ -177,7 +177,7 @@ pub async fn probe(
     let mut tr = Transcript::default();
     let mut tags = Tags::default();
     let guess = hint.unwrap_or(Protocol::Imap);
-    let (mut cs, _) = exec::open(
+    let (mut cs, _) = session::open(
         "probe", target, guess, true, &mut tr, &mut tags, deadline, budget,
     )
     .await
@@ -206,7 +206,7 @@ pub async fn probe(
         greeting: String::from_utf8_lossy(&first.bytes).into_owned(),
         user2_refused: None,
     };
-    let fail = |e: exec::StepFail| unreachable(e.message());
+    let fail = |e: session::StepFail| unreachable(e.message());
     match protocol {
         Protocol::Mupdate => {
             let mut banner = vec![first.clone()];
@@ -289,7 +289,7 @@ pub async fn probe(
         .map_err(|e| ProbeError::Login(e.message()))?;
     }
     if let Some((u, p)) = &creds.user2 {
-        let (mut c2, _) = exec::open(
+        let (mut c2, _) = session::open(
             "probe2", target, protocol, false, &mut tr, &mut tags, deadline, budget,
         )
         .await
@@ -331,7 +331,7 @@ pub async fn alive(target: &Target, protocol: Protocol, budget: Duration) -> boo
     loop {
         let mut tr = Transcript::default();
         let mut tags = Tags::default();
-        let attempt = exec::open(
+        let attempt = session::open(
             "liveness", target, protocol, false, &mut tr, &mut tags, deadline, budget,
         )
         .await;
