@@ -1,5 +1,6 @@
-//! Running cases against a target: connections ([`conn`]), their protocol chores ([`session`]), the probe that learns what the target
-//! offers ([`probe`]), the executor of one case ([`exec`]) and the suite runner ([`suite`]).
+//! Running cases against a target: connections ([`conn`]), their protocol chores
+//! ([`session`]: greeting, login, STARTTLS), the probe that learns what the target offers
+//! ([`probe`]), the executor of one case ([`exec`]) and the suite runner ([`suite`]).
 
 pub mod conn;
 pub mod exec;
