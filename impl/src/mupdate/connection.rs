@@ -33,6 +33,9 @@ use super::response;
 use super::server::Shared;
 use super::session::{Action, Session, bye};
 
+/// Free space made in the input buffer before each read.
+const READ_CHUNK: usize = 64 * 1024;
+
 /// Output above this size is flushed even while more pipelined input waits.
 const FLUSH_THRESHOLD: usize = 64 * 1024;
 
@@ -144,6 +147,8 @@ fn closed() -> ConnError {
 
 /// Read from `io` into `buf`; the byte count (0 at EOF).
 async fn read_io(io: &mut Option<Stream>, buf: &mut BytesMut) -> Result<usize, ConnError> {
+    // Read in large chunks: pipelined commands then share one group commit.
+    buf.reserve(READ_CHUNK);
     match io {
         Some(s) => Ok(s.read_buf(buf).await?),
         None => Err(closed()),
