@@ -42,8 +42,9 @@ async fn hashed_passwords_authenticate() {
         .arg("--users")
         .arg(&passwd)
         .args(["--auth-failure-delay-ms", "0"])
+        .env("RUST_LOG", "trace")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -74,6 +75,16 @@ async fn hashed_passwords_authenticate() {
     assert!(r[0].starts_with("A NO "));
     server.start_kill().unwrap();
     server.wait().await.unwrap();
+    // Even at trace level the log never holds a password, in clear or in base64.
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    assert!(log.contains("ACTIVATE"), "trace log is empty?");
+    for secret in [
+        "s3cret",
+        &plain("carol", "s3cret pw"),
+        &plain("carol", "wrong"),
+    ] {
+        assert!(!log.contains(secret), "log holds {secret}");
+    }
 }
 
 #[test]
