@@ -8,7 +8,6 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use mupdate_common::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn mupdated() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mupdated"))
@@ -36,29 +35,9 @@ async fn hashed_passwords_authenticate() {
     let dir = tempfile::tempdir().unwrap();
     let passwd = dir.path().join("passwd");
     std::fs::write(&passwd, format!("carol:{}", secret.trim())).unwrap();
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_mupdated"))
-        .args(["--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
-        .arg("--users")
-        .arg(&passwd)
-        .args(["--auth-failure-delay-ms", "0"])
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .await
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    let (mut server, addr) =
+        spawn_mupdated(&dir.path().join("data"), &passwd, &[], "trace", log.into()).await;
     let mut c = Client::login(addr, "carol", "s3cret pw").await;
     // No --admin: every authenticated user may write.
     assert_eq!(
