@@ -353,10 +353,7 @@ impl Exec<'_> {
                 let (u, p) = who.ok_or_else(|| StepFail::msg("no credentials for this login"))?;
                 let deadline = self.deadline();
                 let info = self.info;
-                let cs = self
-                    .conns
-                    .get_mut(conn)
-                    .ok_or_else(|| StepFail::msg(format!("{conn} is not open")))?;
+                let cs = get_cs(&mut self.conns, conn)?;
                 login(
                     cs,
                     &mut self.tr,
@@ -375,10 +372,7 @@ impl Exec<'_> {
             StepKind::StartTls { conn } => {
                 let deadline = self.deadline();
                 let target = self.target;
-                let cs = self
-                    .conns
-                    .get_mut(conn)
-                    .ok_or_else(|| StepFail::msg(format!("{conn} is not open")))?;
+                let cs = get_cs(&mut self.conns, conn)?;
                 starttls(
                     cs,
                     &mut self.tr,
@@ -393,10 +387,7 @@ impl Exec<'_> {
             StepKind::Tls { conn } => {
                 let deadline = self.deadline();
                 let target = self.target;
-                let cs = self
-                    .conns
-                    .get_mut(conn)
-                    .ok_or_else(|| StepFail::msg(format!("{conn} is not open")))?;
+                let cs = get_cs(&mut self.conns, conn)?;
                 tls_handshake(cs, &mut self.tr, target, deadline).await?;
             }
             StepKind::Close { conn } => {
