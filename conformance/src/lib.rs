@@ -11,6 +11,7 @@
 //! * [`report`]: the human summary, JSON, JUnit and failure bundles.
 //! * [`embedded`]: the reference servers started in-process when no `--target` is given.
 
+pub mod cli;
 pub mod corpus;
 pub mod embedded;
 pub mod report;

@@ -56,6 +56,17 @@ impl Status {
     }
 }
 
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Ok => "OK",
+            Status::No => "NO",
+            Status::Bad => "BAD",
+            Status::Bye => "BYE",
+        })
+    }
+}
+
 impl Expected {
     /// Whether a completion with `status` is allowed.
     pub fn allows(&self, status: Status) -> bool {
@@ -369,6 +380,14 @@ impl Sim {
         }
         self.cands = next;
         Ok(keys)
+    }
+
+    /// Drop the expectation for `tag` on `conn` without judging (the scenario judged it).
+    pub fn forget(&mut self, conn: &str, tag: &[u8]) {
+        let key = (conn.to_string(), tag.to_vec());
+        for c in &mut self.cands {
+            c.replies.remove(&key);
+        }
     }
 
     /// Number of candidate states (1 unless a race left several possible).

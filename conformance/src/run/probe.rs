@@ -1,0 +1,352 @@
+//! Learn what the target offers before running a suite: its protocol (from the greeting), a
+//! MUPDATE server's role, capabilities, SASL mechanisms and STARTTLS. Also the liveness check
+//! that decides NOT-RUN after a failure.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::exec::{self, ConnState, Tags, greeting, login, read, send, starttls, tagged};
+use super::transcript::Transcript;
+use super::{Role, Target, TargetInfo, TlsMode};
+use crate::scenario::Protocol;
+use crate::scenario::names::Credentials;
+use crate::wire::frame::Line;
+use crate::wire::token::{Token, tokenize};
+use crate::wire::visible::visible;
+
+/// Why the target could not be probed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// No connection or no greeting.
+    #[error("target {addr} unreachable: {reason}")]
+    Unreachable {
+        /// Address.
+        addr: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A greeting that is neither MUPDATE nor IMAP.
+    #[error("cannot tell the protocol from the greeting `{0}`")]
+    UnknownProtocol(String),
+}
+
+fn words(line: &Line) -> Vec<Vec<u8>> {
+    tokenize(&line.bytes)
+        .into_iter()
+        .filter_map(|t| match t.token {
+            Token::Atom(a) => Some(a),
+            Token::Quoted(v) | Token::Literal { data: v, .. } => Some(v),
+            _ => None,
+        })
+        .collect()
+}
+
+fn upper(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_ascii_uppercase()
+}
+
+/// Which protocol a first greeting line belongs to.
+pub fn detect(first: &[u8]) -> Option<Protocol> {
+    let w = words(&Line {
+        bytes: first.to_vec(),
+        bare_lf: false,
+    });
+    let at = |i: usize| w.get(i).map(|x| upper(x)).unwrap_or_default();
+    if at(0) != "*" {
+        return None;
+    }
+    match at(1).as_str() {
+        "OK" if at(2) == "MUPDATE" => Some(Protocol::Mupdate),
+        "AUTH" | "STARTTLS" | "COMPRESS" | "PARTIAL-UPDATE" => Some(Protocol::Mupdate),
+        "OK" | "PREAUTH" => Some(Protocol::Imap),
+        _ => None,
+    }
+}
+
+fn read_banner(lines: &[Line], info: &mut TargetInfo) {
+    info.mechs.clear();
+    for l in lines {
+        let w = words(l);
+        let word = w.get(1).map(|x| upper(x)).unwrap_or_default();
+        match word.as_str() {
+            "AUTH" => info.mechs.extend(w.iter().skip(2).map(|m| upper(m))),
+            "STARTTLS" => info.starttls = true,
+            "OK" => {
+                info.role = match w.get(6).map(Vec::as_slice) {
+                    Some(b"(master)") => Role::Master,
+                    Some(u) if u.starts_with(b"mupdate://") => Role::Slave,
+                    _ => Role::Unknown,
+                };
+            }
+            "" => {}
+            other => {
+                info.caps.insert(other.to_string());
+            }
+        }
+    }
+}
+
+fn read_caps(line: &Line, info: &mut TargetInfo) {
+    let toks = tokenize(&line.bytes);
+    let mut add = |items: &[Vec<u8>]| {
+        for c in items {
+            let c = upper(c);
+            if let Some(m) = c.strip_prefix("AUTH=") {
+                info.mechs.insert(m.to_string());
+            }
+            if c == "STARTTLS" {
+                info.starttls = true;
+            }
+            info.caps.insert(c);
+        }
+    };
+    let atoms = |ts: &[crate::wire::token::Spanned]| -> Vec<Vec<u8>> {
+        ts.iter()
+            .filter_map(|t| match &t.token {
+                Token::Atom(a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    for (i, t) in toks.iter().enumerate() {
+        match &t.token {
+            Token::Code(inner) => {
+                let a = atoms(inner);
+                if a.first()
+                    .is_some_and(|w| w.eq_ignore_ascii_case(b"CAPABILITY"))
+                {
+                    add(a.get(1..).unwrap_or_default());
+                }
+            }
+            Token::Atom(w) if i == 1 && w.eq_ignore_ascii_case(b"CAPABILITY") => {
+                add(&atoms(toks.get(2..).unwrap_or_default()));
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn imap_capability(
+    cs: &mut ConnState,
+    tr: &mut Transcript,
+    tags: &mut Tags,
+    info: &mut TargetInfo,
+    deadline: Instant,
+    budget: Duration,
+) -> Result<(), exec::StepFail> {
+    let tag = tags.fresh();
+    let mut cmd = tag.clone();
+    cmd.extend_from_slice(b" CAPABILITY\r\n");
+    send(cs, tr, &cmd, deadline).await?;
+    loop {
+        let line = read(cs, tr, deadline, budget).await?;
+        read_caps(&line, info);
+        if line.bytes.starts_with(&tag) {
+            return Ok(());
+        }
+    }
+}
+
+/// Probe the target. `hint` skips protocol detection.
+pub async fn probe(
+    target: &Target,
+    hint: Option<Protocol>,
+    creds: &Credentials,
+    budget: Duration,
+) -> Result<TargetInfo, ProbeError> {
+    let unreachable = |reason: String| ProbeError::Unreachable {
+        addr: target.addr.clone(),
+        reason,
+    };
+    let deadline = Instant::now() + budget;
+    let mut tr = Transcript::default();
+    let mut tags = Tags::default();
+    let guess = hint.unwrap_or(Protocol::Imap);
+    let (mut cs, _) = exec::open(
+        "probe", target, guess, true, &mut tr, &mut tags, deadline, budget,
+    )
+    .await
+    .map_err(|e| unreachable(e.message()))?;
+    let first = read(&mut cs, &mut tr, deadline, budget)
+        .await
+        .map_err(|e| unreachable(format!("no greeting: {}", e.message())))?;
+    let protocol = match hint {
+        Some(p) => p,
+        None => detect(&first.bytes)
+            .ok_or_else(|| ProbeError::UnknownProtocol(visible(&first.bytes)))?,
+    };
+    let mut info = TargetInfo {
+        protocol,
+        role: Role::Unknown,
+        caps: BTreeSet::new(),
+        mechs: BTreeSet::new(),
+        starttls: false,
+        greeting: String::from_utf8_lossy(&first.bytes).into_owned(),
+    };
+    let fail = |e: exec::StepFail| unreachable(e.message());
+    match protocol {
+        Protocol::Mupdate => {
+            let mut banner = vec![first.clone()];
+            if detect(&first.bytes) == Some(Protocol::Mupdate)
+                && !upper(&first.bytes).starts_with("* OK MUPDATE")
+            {
+                banner.extend(
+                    greeting(&mut cs, &mut tr, protocol, deadline, budget)
+                        .await
+                        .map_err(fail)?,
+                );
+            }
+            read_banner(&banner, &mut info);
+            if target.tls_mode == TlsMode::StartTls {
+                let again = starttls(
+                    &mut cs, &mut tr, &mut tags, protocol, target, deadline, budget,
+                )
+                .await
+                .map_err(fail)?;
+                let caps = std::mem::take(&mut info.caps);
+                let role = info.role;
+                read_banner(&again, &mut info);
+                info.caps.extend(caps);
+                if info.role == Role::Unknown {
+                    info.role = role;
+                }
+            }
+        }
+        Protocol::Imap => {
+            read_caps(&first, &mut info);
+            imap_capability(&mut cs, &mut tr, &mut tags, &mut info, deadline, budget)
+                .await
+                .map_err(fail)?;
+            if target.tls_mode == TlsMode::StartTls {
+                starttls(
+                    &mut cs, &mut tr, &mut tags, protocol, target, deadline, budget,
+                )
+                .await
+                .map_err(fail)?;
+                imap_capability(&mut cs, &mut tr, &mut tags, &mut info, deadline, budget)
+                    .await
+                    .map_err(fail)?;
+            }
+            if let Some((u, p)) = &creds.user
+                && login(
+                    &mut cs,
+                    &mut tr,
+                    &mut tags,
+                    protocol,
+                    Some(&info),
+                    (u, p),
+                    deadline,
+                    budget,
+                )
+                .await
+                .is_ok()
+            {
+                imap_capability(&mut cs, &mut tr, &mut tags, &mut info, deadline, budget)
+                    .await
+                    .map_err(fail)?;
+            }
+        }
+    }
+    let tag = tags.fresh();
+    let mut cmd = tag.clone();
+    cmd.extend_from_slice(b" LOGOUT\r\n");
+    if send(&mut cs, &mut tr, &cmd, deadline).await.is_ok() {
+        let _ = tagged(&mut cs, &mut tr, &tag, deadline, budget).await;
+    }
+    cs.conn.shutdown().await;
+    Ok(info)
+}
+
+/// True when the target still accepts a connection and greets.
+pub async fn alive(target: &Target, protocol: Protocol, budget: Duration) -> bool {
+    let deadline = Instant::now() + budget;
+    let mut tr = Transcript::default();
+    let mut tags = Tags::default();
+    match exec::open(
+        "liveness", target, protocol, false, &mut tr, &mut tags, deadline, budget,
+    )
+    .await
+    {
+        Ok((mut cs, _)) => {
+            cs.conn.shutdown().await;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_protocols() {
+        assert_eq!(detect(b"* AUTH \"PLAIN\""), Some(Protocol::Mupdate));
+        assert_eq!(
+            detect(b"* OK MUPDATE \"h\" \"Cyrus IMAP\" \"3.6\" \"(master)\""),
+            Some(Protocol::Mupdate)
+        );
+        assert_eq!(
+            detect(b"* OK [CAPABILITY IMAP4rev1] hi"),
+            Some(Protocol::Imap)
+        );
+        assert_eq!(detect(b"* PREAUTH hi"), Some(Protocol::Imap));
+        assert_eq!(detect(b"220 smtp"), None);
+    }
+
+    #[test]
+    fn reads_a_cyrus_banner() {
+        let lines: Vec<Line> = [
+            &b"* AUTH \"PLAIN\" \"LOGIN\""[..],
+            b"* STARTTLS",
+            b"* PARTIAL-UPDATE",
+            b"* OK MUPDATE \"h\" \"Cyrus IMAP\" \"3.6\" \"mupdate://m:3905\"",
+        ]
+        .iter()
+        .map(|b| Line {
+            bytes: b.to_vec(),
+            bare_lf: false,
+        })
+        .collect();
+        let mut info = TargetInfo {
+            protocol: Protocol::Mupdate,
+            role: Role::Unknown,
+            caps: BTreeSet::new(),
+            mechs: BTreeSet::new(),
+            starttls: false,
+            greeting: String::new(),
+        };
+        read_banner(&lines, &mut info);
+        assert_eq!(info.role, Role::Slave);
+        assert!(info.starttls);
+        assert!(info.mechs.contains("LOGIN"));
+        assert!(info.caps.contains("PARTIAL-UPDATE"));
+    }
+
+    #[test]
+    fn reads_imap_capabilities() {
+        let mut info = TargetInfo {
+            protocol: Protocol::Imap,
+            role: Role::Unknown,
+            caps: BTreeSet::new(),
+            mechs: BTreeSet::new(),
+            starttls: false,
+            greeting: String::new(),
+        };
+        read_caps(
+            &Line {
+                bytes:
+                    b"* OK [CAPABILITY IMAP4rev1 MULTIAPPEND LITERAL+ AUTH=PLAIN STARTTLS] ready"
+                        .to_vec(),
+                bare_lf: false,
+            },
+            &mut info,
+        );
+        assert!(info.caps.contains("MULTIAPPEND"));
+        assert!(info.caps.contains("LITERAL+"));
+        assert!(info.mechs.contains("PLAIN"));
+        assert!(info.starttls);
+    }
+}
