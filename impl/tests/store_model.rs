@@ -1,14 +1,16 @@
-//! Property test: random sequences of commands, replicated changes, resyncs and reopen cycles
-//! applied to the store agree at every step with the oracle (`murder_model::MailboxDb`), both in
+//! Property test: random sequences of commands, replicated changes, resyncs, reopen cycles and
+//! injected "disk full" periods applied to the store agree at every step with the oracle (`murder_model::MailboxDb`), both in
 //! replies and in state; a subscriber that applies its stream to its snapshot converges to the
-//! same state; sequence numbers count exactly the changes and survive reopening.
+//! same state; sequence numbers count exactly the changes and survive reopening. While the disk
+//! is full a write may fail (then nothing of it may be visible) or be refused by the oracle, but
+//! no change is ever acknowledged.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use murder_model::{Change, Command, MailboxDb, MailboxEntry, Record};
-use murder_server::store::{MupdateStore, StoreConfig, Subscription};
+use murder_server::store::{FaultInjector, MupdateStore, StoreConfig, Subscription};
 use proptest::prelude::*;
 
 /// One step of a test run.
@@ -21,6 +23,8 @@ enum Step {
     /// Check the snapshot held since the last such step, then take a new one and hold it (so
     /// commits happen while a snapshot is in use).
     HoldSnapshot,
+    /// Turn the injected "disk full" fault on or off.
+    DiskFull(bool),
 }
 
 fn name() -> impl Strategy<Value = Vec<u8>> {
@@ -76,6 +80,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => prop::collection::vec(record(), 0..6).prop_map(Step::Resync),
         1 => Just(Step::Reopen),
         2 => Just(Step::HoldSnapshot),
+        2 => any::<bool>().prop_map(Step::DiskFull),
     ]
 }
 
@@ -116,31 +121,58 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
         .unwrap();
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
-        let open = || MupdateStore::open(StoreConfig::new(dir.path()));
+        let fault = FaultInjector::new();
+        let open = || MupdateStore::open_with_faults(StoreConfig::new(dir.path()), fault.clone());
         let mut store = open().await.unwrap();
         let mut follower = Follower::new(&store);
         let mut oracle = MailboxDb::new();
         let mut seq = 0u64;
         let mut held: Option<(Arc<MailboxDb>, MailboxDb)> = None;
+        let mut disk_full = false;
         for step in steps {
             match step {
                 Step::Execute(command) => {
-                    let (want, change) = oracle.apply(&command);
-                    seq += u64::from(change.is_some());
-                    let got = store.execute(command.clone()).await.unwrap();
-                    prop_assert_eq!(got, want, "reply to {:?}", command);
+                    let mut next = oracle.clone();
+                    let (want, change) = next.apply(&command);
+                    match store.execute(command.clone()).await {
+                        Ok(got) => {
+                            prop_assert_eq!(got, want, "reply to {:?}", command);
+                            prop_assert!(
+                                !(disk_full && change.is_some()),
+                                "a change was acknowledged while the disk is full"
+                            );
+                            seq += u64::from(change.is_some());
+                            oracle = next;
+                        }
+                        Err(e) => prop_assert!(disk_full, "{:?} failed: {}", command, e),
+                    }
                 }
                 Step::Replicated(change) => {
-                    if oracle.get(change.name()).is_some() || matches!(change, Change::Upsert(_)) {
-                        seq += 1;
+                    let changes_state =
+                        oracle.get(change.name()).is_some() || matches!(change, Change::Upsert(_));
+                    match store.apply_replicated(change.clone()).await {
+                        Ok(()) => {
+                            prop_assert!(!(disk_full && changes_state));
+                            seq += u64::from(changes_state);
+                            oracle.apply_change(&change);
+                        }
+                        Err(e) => prop_assert!(disk_full, "replicated {:?} failed: {}", change, e),
                     }
-                    oracle.apply_change(&change);
-                    store.apply_replicated(change).await.unwrap();
                 }
                 Step::Resync(records) => {
-                    seq += resync_change_count(&oracle, &records);
-                    oracle.replace_all(records.clone());
-                    store.resync(records).await.unwrap();
+                    let count = resync_change_count(&oracle, &records);
+                    match store.resync(records.clone()).await {
+                        Ok(()) => {
+                            prop_assert!(!(disk_full && count > 0));
+                            seq += count;
+                            oracle.replace_all(records);
+                        }
+                        Err(e) => prop_assert!(disk_full, "resync failed: {}", e),
+                    }
+                }
+                Step::DiskFull(full) => {
+                    disk_full = full;
+                    fault.set_fail_writes(full);
                 }
                 Step::HoldSnapshot => {
                     if let Some((snapshot, then)) = held.take() {
@@ -149,6 +181,9 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     held = Some((store.snapshot(), oracle.clone()));
                 }
                 Step::Reopen => {
+                    // The disk comes back for the restart (an open on a full disk may fail).
+                    disk_full = false;
+                    fault.set_fail_writes(false);
                     follower.catch_up();
                     prop_assert_eq!(&follower.view, &oracle);
                     store.close().await;
@@ -159,6 +194,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
             prop_assert_eq!(&*store.snapshot(), &oracle);
             prop_assert_eq!(store.committed_seq(), seq);
         }
+        fault.set_fail_writes(false);
         follower.catch_up();
         prop_assert_eq!(&follower.view, &oracle);
         store.close().await;
@@ -171,7 +207,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     /// Store and oracle agree on every reply and state, across reopens.
     #[test]

@@ -44,6 +44,32 @@
 //!   reopen finds it and publishes it as ordinary changes, so memory, file and subscribers never
 //!   diverge; its writers were told it failed, which is the honest "outcome unknown" of a failed
 //!   fsync.
+//!
+//! # Use
+//!
+//! ```no_run
+//! use murder_model::{Command, Refusal};
+//! use murder_server::store::{MupdateStore, StoreConfig, StoreError};
+//!
+//! # async fn demo() -> Result<(), StoreError> {
+//! let store = MupdateStore::open(StoreConfig::new("/var/lib/mupdated")).await?;
+//! // An UPDATE connection: the dump, then every later change.
+//! let (dump, mut changes) = store.subscribe();
+//! // A client's write: returns once durable.
+//! let reply = store
+//!     .execute(Command::Reserve { name: b"user.a".to_vec(), location: b"h!p".to_vec() })
+//!     .await?;
+//! assert!(matches!(reply.result, Ok(()) | Err(Refusal::AlreadyExists)));
+//! // NOOP barrier: forward changes up to this number, then answer OK.
+//! let barrier = store.committed_seq();
+//! while changes.last_seq() < barrier {
+//!     let Ok((_seq, _change)) = changes.recv().await else { break /* Lagged: BYE */ };
+//! }
+//! # drop(dump);
+//! store.close().await;
+//! # Ok(())
+//! # }
+//! ```
 
 mod config;
 pub mod disk;
