@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::corpus;
 use crate::report::{self, EXIT_FAIL, EXIT_NO_CASE, EXIT_OK, EXIT_USAGE, bundle, human};
-use crate::run::probe::{ProbeError, probe};
+use crate::run::probe::probe;
 use crate::run::suite::{CaseReport, Grade, Selected, run_suite};
 use crate::run::{RunConfig, Target, TargetInfo, TlsMode, tls};
 use crate::scenario::names::Credentials;
@@ -41,6 +41,9 @@ pub enum Command {
         /// Bundle directory (or its bundle.json).
         bundle: PathBuf,
     },
+    /// Parse and oracle-check scenario files (the embedded corpus, or --scenarios DIR) without
+    /// running them; exit 0 when all are valid, 2 otherwise.
+    Check,
 }
 
 /// `--suite`.
@@ -244,15 +247,27 @@ pub async fn run_plans(o: &Options, cfg: Arc<RunConfig>, plans: Vec<SuitePlan>) 
     let total: usize = plans.iter().map(|p| p.cases.len()).sum();
     let pb = progress_bar(total);
     let mut reports: Vec<CaseReport> = Vec::new();
+    let mut targets = Vec::new();
     for p in plans {
+        targets.push(crate::report::json::JsonTarget {
+            addr: p.target.addr.clone(),
+            tls: p.target.tls_mode,
+            info: (*p.info).clone(),
+        });
         reports.extend(run_suite(p.cases, p.target, p.info, cfg.clone(), pb.clone()).await);
     }
     pb.finish_and_clear();
     let elapsed = started.elapsed();
-    finish(o, &cfg.run_id, &mut reports, elapsed)
+    finish(o, &cfg.run_id, &targets, &mut reports, elapsed)
 }
 
-fn finish(o: &Options, run_id: &str, reports: &mut [CaseReport], elapsed: Duration) -> i32 {
+fn finish(
+    o: &Options,
+    run_id: &str,
+    targets: &[crate::report::json::JsonTarget],
+    reports: &mut [CaseReport],
+    elapsed: Duration,
+) -> i32 {
     if let Some(f) = &o.expect_fail {
         match std::fs::read_to_string(f) {
             Ok(text) => report::apply_waivers(reports, &report::parse_waivers(&text)),
@@ -284,7 +299,7 @@ fn finish(o: &Options, run_id: &str, reports: &mut [CaseReport], elapsed: Durati
     }
     let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     if let Some(path) = &o.json {
-        match crate::report::json::render(run_id, ms, reports) {
+        match crate::report::json::render(run_id, ms, targets, reports) {
             Ok(text) => {
                 if let Err(e) = std::fs::write(path, text) {
                     eprintln!("conformance: --json {}: {e}", path.display());
@@ -329,8 +344,10 @@ pub async fn main_with(cli: Cli) -> i32 {
         jobs: o.jobs,
         run_id,
     };
-    if let Some(Command::Replay { bundle: path }) = cli.command {
-        return replay(&o, cfg, &path).await;
+    match cli.command {
+        Some(Command::Replay { bundle: path }) => return replay(&o, cfg, &path).await,
+        Some(Command::Check) => return check(&o),
+        None => {}
     }
     let all = match load(&o) {
         Ok(s) => s,
@@ -378,8 +395,7 @@ pub async fn main_with(cli: Cli) -> i32 {
             };
             let info = match probe(&target, wanted_suite, &cfg.creds, cfg.timeout).await {
                 Ok(i) => i,
-                Err(e @ ProbeError::Unreachable { .. })
-                | Err(e @ ProbeError::UnknownProtocol(_)) => {
+                Err(e) => {
                     eprintln!("conformance: {e}");
                     return EXIT_USAGE;
                 }
@@ -413,6 +429,43 @@ pub async fn main_with(cli: Cli) -> i32 {
         }
         None => crate::embedded::run_embedded(&o, cfg, selected).await,
     }
+}
+
+fn check(o: &Options) -> i32 {
+    let files = match &o.scenarios {
+        Some(dir) => corpus::from_dir(dir),
+        None => corpus::embedded(),
+    };
+    let files = match files {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut problems = 0;
+    for f in &files {
+        match parse_scenario(&f.path, &f.text) {
+            Err(e) => {
+                println!("{e}");
+                problems += 1;
+            }
+            Ok(sc) => {
+                if let Err(errs) = crate::scenario::validate::validate(&sc, Some(f.implied_id())) {
+                    for e in errs {
+                        println!("{e}");
+                        problems += 1;
+                    }
+                }
+            }
+        }
+    }
+    if let Err(e) = corpus::parse_all(&files) {
+        println!("{e}");
+        problems += 1;
+    }
+    println!("{} files, {problems} problems", files.len());
+    if problems == 0 { EXIT_OK } else { EXIT_USAGE }
 }
 
 async fn replay(o: &Options, mut cfg: RunConfig, path: &std::path::Path) -> i32 {

@@ -358,3 +358,61 @@ async fn example_imap_scenarios_pass_against_a_correct_server() {
         "{report:#}"
     );
 }
+
+/// Manual aid (ignored): run the scenarios in `$CONF_SCN_DIR` against the fake servers and print
+/// the report, to see how the runner reads a corpus. The fakes are incomplete: this is never a
+/// verdict on the corpus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn manual_corpus_against_fakes() {
+    let Ok(dir) = std::env::var("CONF_SCN_DIR") else {
+        return;
+    };
+    let m = start(Fault::None).await;
+    let i = support::imap::start().await;
+    let out = tempfile::tempdir().unwrap();
+    for (addr, suite) in [
+        (m.addr.to_string(), "mupdate"),
+        (i.addr.to_string(), "imap"),
+    ] {
+        run(&[
+            "--target",
+            &addr,
+            "--suite",
+            suite,
+            "--user",
+            "admin",
+            "--password",
+            "pw",
+            "--user2",
+            "u2",
+            "--password2",
+            "p2",
+            "--scenarios",
+            &dir,
+            "--bundle-dir",
+            out.path().to_str().unwrap(),
+            "--timeout",
+            "1",
+        ])
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_suite_for_the_greeting_exits_2() {
+    let srv = support::imap::start().await;
+    let addr = srv.addr.to_string();
+    assert_eq!(
+        run(&[
+            "--target",
+            &addr,
+            "--suite",
+            "mupdate",
+            "--scenarios",
+            scenarios().to_str().unwrap()
+        ])
+        .await,
+        2
+    );
+}

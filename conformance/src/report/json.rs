@@ -4,6 +4,18 @@ use serde::Serialize;
 
 use super::human::Counts;
 use crate::run::suite::CaseReport;
+use crate::run::{TargetInfo, TlsMode};
+
+/// One target of the run and what its probe found.
+#[derive(Clone, Debug, Serialize)]
+pub struct JsonTarget {
+    /// `host:port`.
+    pub addr: String,
+    /// TLS use.
+    pub tls: TlsMode,
+    /// Protocol, role, capabilities, mechanisms, STARTTLS.
+    pub info: TargetInfo,
+}
 
 /// The whole JSON document.
 #[derive(Debug, Serialize)]
@@ -14,6 +26,8 @@ pub struct JsonReport<'a> {
     pub elapsed_ms: u64,
     /// The exit code the run ends with.
     pub exit_code: i32,
+    /// The targets tested.
+    pub targets: &'a [JsonTarget],
     /// Totals.
     pub totals: JsonTotals,
     /// Every case.
@@ -39,6 +53,7 @@ pub struct JsonTotals {
 pub fn render(
     run_id: &str,
     elapsed_ms: u64,
+    targets: &[JsonTarget],
     reports: &[CaseReport],
 ) -> Result<String, serde_json::Error> {
     let c = Counts::of(reports);
@@ -46,6 +61,7 @@ pub fn render(
         run_id,
         elapsed_ms,
         exit_code: super::exit_code(reports),
+        targets,
         totals: JsonTotals {
             pass: c.pass,
             fail: c.fail,

@@ -105,7 +105,11 @@ pub fn unmet_need(
             Need::Mechanism(m) => info.mechs.contains(m),
         };
         if !met {
-            return Some(format!("target lacks `{n}`"));
+            return Some(match n {
+                Need::Admin => "no --user/--password given".to_string(),
+                Need::User2 => "no --user2/--password2 given".to_string(),
+                _ => format!("target lacks `{n}`"),
+            });
         }
     }
     None

@@ -27,6 +27,16 @@ pub enum ProbeError {
         /// What failed.
         reason: String,
     },
+    /// `--suite` names one protocol, the greeting is the other's.
+    #[error("--suite {want} given, but the target greets like {got}: `{greeting}`")]
+    WrongProtocol {
+        /// The suite asked for.
+        want: Protocol,
+        /// What the greeting says.
+        got: Protocol,
+        /// The greeting.
+        greeting: String,
+    },
     /// A greeting that is neither MUPDATE nor IMAP.
     #[error("cannot tell the protocol from the greeting `{0}`")]
     UnknownProtocol(String),
@@ -172,10 +182,17 @@ pub async fn probe(
     let first = read(&mut cs, &mut tr, deadline, budget)
         .await
         .map_err(|e| unreachable(format!("no greeting: {}", e.message())))?;
-    let protocol = match hint {
-        Some(p) => p,
-        None => detect(&first.bytes)
-            .ok_or_else(|| ProbeError::UnknownProtocol(visible(&first.bytes)))?,
+    let detected = detect(&first.bytes);
+    let protocol = match (hint, detected) {
+        (Some(want), Some(got)) if want != got => {
+            return Err(ProbeError::WrongProtocol {
+                want,
+                got,
+                greeting: visible(&first.bytes),
+            });
+        }
+        (Some(p), _) | (None, Some(p)) => p,
+        (None, None) => return Err(ProbeError::UnknownProtocol(visible(&first.bytes))),
     };
     let mut info = TargetInfo {
         protocol,
@@ -225,6 +242,9 @@ pub async fn probe(
                 )
                 .await
                 .map_err(fail)?;
+                // Capabilities before TLS (LOGINDISABLED, STARTTLS) no longer hold.
+                info.caps.clear();
+                info.mechs.clear();
                 imap_capability(&mut cs, &mut tr, &mut tags, &mut info, deadline, budget)
                     .await
                     .map_err(fail)?;

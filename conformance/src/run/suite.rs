@@ -148,7 +148,7 @@ async fn run_one(
 ) -> CaseReport {
     let mut rep = base_report(&sel, &target, &cfg.run_id);
     let sc = &sel.scenario;
-    if let Some(why) = unmet_need(&sc.meta.needs, &info, &target, &cfg.creds) {
+    if let Some(why) = unmet_need(&sc.effective_needs(), &info, &target, &cfg.creds) {
         rep.grade = Grade::NotApplicable;
         rep.reason = Some(why);
         return rep;

@@ -3,6 +3,7 @@
 //!
 //! The format is specified for scenario authors in `scenarios/README.md`.
 
+pub mod imap_oracle;
 pub mod names;
 pub mod oracle;
 pub mod parse;
@@ -303,6 +304,41 @@ impl StepKind {
             | S::Collect { conn, .. } => Some(conn),
             S::Same { .. } | S::Count { .. } | S::Has { .. } | S::Race { .. } => None,
         }
+    }
+}
+
+impl Scenario {
+    /// Every step, setup, test and cleanup in order.
+    pub fn steps(&self) -> impl Iterator<Item = &Step> {
+        self.setup.iter().chain(&self.test).chain(&self.cleanup)
+    }
+
+    /// The declared needs plus those the steps imply: a logged-in `open` or `login` needs the
+    /// main user (`admin`), one as `user2` needs the second user. A run without those
+    /// credentials grades the case N/A instead of failing it.
+    pub fn effective_needs(&self) -> Vec<Need> {
+        let mut needs = self.meta.needs.clone();
+        for s in self.steps() {
+            let implied = match &s.kind {
+                StepKind::Open {
+                    mode: OpenMode::Login,
+                    ..
+                }
+                | StepKind::Login { user2: false, .. } => Some(Need::Admin),
+                StepKind::Open {
+                    mode: OpenMode::LoginUser2,
+                    ..
+                }
+                | StepKind::Login { user2: true, .. } => Some(Need::User2),
+                _ => None,
+            };
+            if let Some(n) = implied
+                && !needs.contains(&n)
+            {
+                needs.push(n);
+            }
+        }
+        needs
     }
 }
 

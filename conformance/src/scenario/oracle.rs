@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use murder_model::mailbox_db::concurrent_outcomes;
 use murder_model::session::{CommandKind, SessionState, Verdict, verdict};
-use murder_model::{Command, MailboxDb, Record, Reply};
+use murder_model::{Command, MailboxDb, Record, Refusal, Reply};
 
 use crate::wire::command::{CommandReader, Parsed, SentCommand};
 
@@ -73,7 +73,10 @@ impl Expected {
         match self {
             Expected::Db(r) => match r.result {
                 Ok(()) => status == Status::Ok,
-                Err(_) => matches!(status, Status::No | Status::Bad),
+                // A name that cannot be stored may be refused as a syntax error too.
+                Err(Refusal::InvalidName) => matches!(status, Status::No | Status::Bad),
+                // A well-formed command refused by the database: the RFC's answer is NO.
+                Err(_) => status == Status::No,
             },
             Expected::Refused(_) => matches!(status, Status::No | Status::Bad | Status::Bye),
             Expected::Ok => status == Status::Ok,
@@ -479,6 +482,7 @@ mod tests {
         assert!(s.completed("c", b"R1", &[Status::Ok]).is_ok());
         let e = s.completed("c", b"R2", &[Status::Ok]).unwrap_err();
         assert!(e.contains("mailbox already exists"), "{e}");
+        assert!(s.completed("c", b"R2", &[Status::Bad]).is_err());
         assert!(s.completed("c", b"R2", &[Status::No]).is_ok());
     }
 

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use super::imap_oracle::ImapSim;
 use super::names::{Credentials, case_env};
 use super::oracle::{Sim, Status};
 use super::pattern::{Pat, PatKind, Pattern};
@@ -103,6 +104,7 @@ fn shape(p: &Pattern, env: &Env) -> Shape {
 struct Walker<'a> {
     sc: &'a Scenario,
     sim: Sim,
+    imap: Option<ImapSim>,
     env: Env,
     tags: HashMap<String, Vec<u8>>,
     errors: Vec<ValidationError>,
@@ -140,7 +142,11 @@ impl Walker<'_> {
         self.capture_all(&p.items);
         match shape(p, &env) {
             Shape::Completion(tag, st) => {
-                if let Err(e) = self.sim.completed(conn, &tag, &st) {
+                let r = match self.imap.as_mut() {
+                    Some(imap) => imap.completed(conn, &tag, &st),
+                    None => self.sim.completed(conn, &tag, &st),
+                };
+                if let Err(e) = r {
                     self.error(
                         line,
                         format!("`{}` contradicts the specification: {e}", p.src),
@@ -168,7 +174,12 @@ impl Walker<'_> {
         if set_tag {
             self.tags.insert(conn.to_string(), tag_of(&bytes));
         }
-        self.sim.sent(conn, &bytes);
+        match self.imap.as_mut() {
+            Some(imap) => imap.sent(conn, &bytes),
+            None => {
+                self.sim.sent(conn, &bytes);
+            }
+        }
     }
 
     fn step(&mut self, step: &Step) {
@@ -177,9 +188,22 @@ impl Walker<'_> {
             StepKind::Open { conn, mode } => {
                 let logged = matches!(mode, OpenMode::Login | OpenMode::LoginUser2);
                 self.sim.open(conn, logged);
+                if let Some(imap) = self.imap.as_mut() {
+                    imap.open(conn, logged);
+                }
             }
-            StepKind::Login { conn, .. } => self.sim.logged_in(conn),
-            StepKind::Close { conn } | StepKind::Closed { conn } => self.sim.close(conn),
+            StepKind::Login { conn, .. } => {
+                self.sim.logged_in(conn);
+                if let Some(imap) = self.imap.as_mut() {
+                    imap.logged_in(conn);
+                }
+            }
+            StepKind::Close { conn } | StepKind::Closed { conn } => {
+                self.sim.close(conn);
+                if let Some(imap) = self.imap.as_mut() {
+                    imap.close(conn);
+                }
+            }
             StepKind::StartTls { .. } | StepKind::Tls { .. } | StepKind::Silent { .. } => {}
             StepKind::Send { conn, text, crlf } => {
                 let env = self.env_for(conn);
@@ -254,10 +278,43 @@ impl Walker<'_> {
 }
 
 /// Validate one parsed scenario. `expected_id`, when given, is the id its path implies.
+///
+/// A MUPDATE case that declares neither `needs: master` nor `needs: slave` runs on both, so it
+/// is simulated as a slave too (writes refused): if that contradicts its expectations, it must
+/// say `needs: master`.
 pub fn validate(sc: &Scenario, expected_id: Option<&str>) -> Result<(), Vec<ValidationError>> {
+    let first = validate_as(sc, expected_id, sc.meta.needs.contains(&Need::Slave));
+    let either_role =
+        !sc.meta.needs.contains(&Need::Master) && !sc.meta.needs.contains(&Need::Slave);
+    if first.is_ok()
+        && either_role
+        && sc.meta.protocol == Protocol::Mupdate
+        && let Err(errs) = validate_as(sc, None, true)
+    {
+        return Err(errs
+            .into_iter()
+            .take(1)
+            .map(|e| ValidationError {
+                message: format!(
+                    "on a slave (writes refused) {}; add `needs: master`",
+                    e.message
+                ),
+                ..e
+            })
+            .collect());
+    }
+    first
+}
+
+fn validate_as(
+    sc: &Scenario,
+    expected_id: Option<&str>,
+    slave: bool,
+) -> Result<(), Vec<ValidationError>> {
     let mut w = Walker {
         sc,
-        sim: Sim::new(sc.meta.needs.contains(&Need::Slave)),
+        sim: Sim::new(slave),
+        imap: (sc.meta.protocol == Protocol::Imap).then(ImapSim::default),
         env: validation_env(),
         tags: HashMap::new(),
         errors: Vec::new(),
@@ -283,12 +340,10 @@ pub fn validate(sc: &Scenario, expected_id: Option<&str>) -> Result<(), Vec<Vali
             format!("the id of a {} case starts with {prefix}", sc.meta.protocol),
         );
     }
-    if sc.meta.protocol == Protocol::Mupdate {
-        // Setup and test run in sequence on one simulated database; cleanup is best effort and
-        // may legitimately hit refusals, so it is simulated without judging.
-        for s in sc.setup.iter().chain(&sc.test) {
-            w.step(s);
-        }
+    // Setup and test run in sequence on one simulated database; cleanup is best effort and may
+    // legitimately hit refusals, so it is not judged.
+    for s in sc.setup.iter().chain(&sc.test) {
+        w.step(s);
     }
     if w.errors.is_empty() {
         Ok(())
@@ -304,7 +359,7 @@ mod tests {
 
     fn check(body: &str) -> Result<(), Vec<ValidationError>> {
         let text = format!(
-            "id: mupdate/t\ntitle: t\nprotocol: mupdate\nrfc: RFC3656 4.9\nlevel: MUST\n[test]\n{body}"
+            "id: mupdate/t\ntitle: t\nprotocol: mupdate\nrfc: RFC3656 4.9\nlevel: MUST\nneeds: master\n[test]\n{body}"
         );
         validate(&parse_scenario("t.scn", &text).unwrap(), Some("mupdate/t"))
     }
@@ -316,7 +371,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.len(), 1);
-        assert_eq!(e[0].line, 11);
+        assert_eq!(e[0].line, 12);
         assert!(e[0].message.contains("mailbox already exists"), "{}", e[0]);
     }
 
@@ -341,6 +396,13 @@ mod tests {
     fn ok_before_login_is_rejected() {
         let e = check("open c noauth\nc > F1 FIND \"$box\"\nc < $tag OK ...\n").unwrap_err();
         assert!(e[0].message.contains("not authenticated"), "{}", e[0]);
+    }
+
+    #[test]
+    fn writes_without_needs_master_are_rejected() {
+        let text = "id: mupdate/t\ntitle: t\nprotocol: mupdate\nrfc: RFC3656 4.1\nlevel: MUST\nopen c\nc > A1 ACTIVATE \"$box\" \"h\" \"\"\nc < $tag OK ...\n";
+        let e = validate(&parse_scenario("t.scn", text).unwrap(), None).unwrap_err();
+        assert!(e[0].message.contains("add `needs: master`"), "{}", e[0]);
     }
 
     #[test]
