@@ -1,0 +1,270 @@
+//! Exhaustive checks of the Murder model at bounded sizes (every property holds, exact unique
+//! state counts pinned), and the broken variants whose counterexamples each property must find.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::time::Instant;
+
+use murder_model::murder::properties::*;
+use murder_model::murder::transcript::{render, shortest_discovery};
+use murder_model::murder::{Bugs, MurderConfig, Op};
+use stateright::{Checker, HasDiscoveries, Model};
+
+/// Check exhaustively with DFS, print the numbers, assert every property, return unique states.
+fn check(label: &str, cfg: MurderConfig) -> usize {
+    let t = Instant::now();
+    let c = cfg.into_model().checker().spawn_dfs().join();
+    println!(
+        "{label}: states={} unique={} max_depth={} time={:.2?}",
+        c.state_count(),
+        c.unique_state_count(),
+        c.max_depth(),
+        t.elapsed()
+    );
+    c.assert_properties();
+    c.unique_state_count()
+}
+
+/// Assert that the checker finds a counterexample to `property` in `cfg`; print it.
+fn discovers(label: &str, cfg: MurderConfig, property: &'static str) {
+    let t = Instant::now();
+    let model = cfg.into_model();
+    assert!(
+        model.properties().iter().any(|p| p.name == property),
+        "{property} is not a property of this configuration"
+    );
+    let c = model
+        .checker()
+        .finish_when(HasDiscoveries::AnyOf([property].into_iter().collect()))
+        .spawn_dfs()
+        .join();
+    let path = c.discovery(property);
+    println!(
+        "{label}: states={} unique={} time={:.2?} found={}",
+        c.state_count(),
+        c.unique_state_count(),
+        t.elapsed(),
+        path.is_some()
+    );
+    let path = path.unwrap_or_else(|| panic!("{label}: no counterexample to {property:?}"));
+    println!("{}", render(c.model(), property, &path));
+}
+
+fn crashy(master: bool, slaves: bool, backends: bool) -> MurderConfig {
+    MurderConfig {
+        crashes: 1,
+        crash_master: master,
+        crash_slaves: slaves,
+        crash_backends: backends,
+        ..MurderConfig::small()
+    }
+}
+
+/// Backend 0 creates and deletes `a`, backend 1 creates `b`: two names change in one stream.
+fn two_names() -> MurderConfig {
+    MurderConfig {
+        plans: vec![vec![Op::Create(0), Op::Delete(0)], vec![Op::Create(1)]],
+        noops: 1,
+        ..MurderConfig::small()
+    }
+}
+
+fn bugged(cfg: MurderConfig, bugs: Bugs) -> MurderConfig {
+    MurderConfig { bugs, ..cfg }
+}
+
+// ---- the design holds -------------------------------------------------------------------
+
+#[test]
+fn race_without_faults_holds() {
+    assert_eq!(check("race, no fault", MurderConfig::small()), 2268);
+}
+
+#[test]
+fn backend_crash_with_repair_holds() {
+    assert_eq!(
+        check("backend crash + repair", crashy(false, false, true)),
+        26300
+    );
+}
+
+#[test]
+fn master_crash_holds() {
+    assert_eq!(check("master crash", crashy(true, false, false)), 124108);
+}
+
+#[test]
+fn slave_crash_holds() {
+    assert_eq!(check("slave crash", crashy(false, true, false)), 16380);
+}
+
+#[test]
+fn link_loss_and_noop_hold() {
+    let cfg = MurderConfig {
+        link_drops: 1,
+        noops: 1,
+        ..MurderConfig::small()
+    };
+    assert_eq!(check("link loss + NOOP", cfg), 47403);
+}
+
+#[test]
+fn two_names_streaming_holds() {
+    assert_eq!(check("two names, NOOP", two_names()), 52550);
+}
+
+// ---- the RFC design without repair: stale reservations and lost updates ------------------
+
+#[test]
+fn backend_crash_between_reserve_and_activate_leaves_a_stale_reservation() {
+    let cfg = MurderConfig {
+        repair: false,
+        ..crashy(false, false, true)
+    };
+    discovers("no repair, backend crash", cfg, REST_CONSISTENT);
+}
+
+#[test]
+fn backend_crash_before_local_delete_without_repair_serves_twice() {
+    let cfg = MurderConfig {
+        repair: false,
+        ..crashy(false, false, true)
+    };
+    discovers("no repair, backend crash (delete)", cfg, ONE_HOLDER);
+}
+
+#[test]
+fn master_crash_without_repair_leaves_a_stale_reservation() {
+    let cfg = MurderConfig {
+        repair: false,
+        ..crashy(true, false, false)
+    };
+    discovers("no repair, master crash", cfg, REST_CONSISTENT);
+}
+
+#[test]
+fn shortest_stale_reservation_transcript() {
+    let cfg = MurderConfig {
+        repair: false,
+        plans: vec![vec![Op::Create(0)]],
+        slaves: 0,
+        ..crashy(false, false, true)
+    };
+    let path = shortest_discovery(&cfg, REST_CONSISTENT).expect("stale reservation");
+    let text = render(&cfg.clone().into_model(), REST_CONSISTENT, &path);
+    println!("{text}");
+    // RESERVE granted, crash before the local create, restart: the reservation stays.
+    assert_eq!(path.clone().into_actions().len(), 5, "{text}");
+    assert!(text.contains("be0 C: X0 RESERVE \"a\" \"be0!p\""), "{text}");
+    assert!(text.contains("be0 S: X0 OK"), "{text}");
+    assert!(text.contains("! crash be0"), "{text}");
+    assert!(
+        text.contains("# final master: * RESERVE \"a\" \"be0!p\""),
+        "{text}"
+    );
+}
+
+// ---- every property can fail -------------------------------------------------------------
+
+#[test]
+fn reserve_over_existing_name_breaks_one_holder() {
+    let b = Bugs {
+        reserve_over_existing: true,
+        ..Bugs::default()
+    };
+    discovers(
+        "bug: RESERVE over existing",
+        bugged(MurderConfig::small(), b),
+        ONE_HOLDER,
+    );
+}
+
+#[test]
+fn blind_reactivate_steals_a_name() {
+    let b = Bugs {
+        blind_reactivate: true,
+        ..Bugs::default()
+    };
+    discovers(
+        "bug: blind re-ACTIVATE",
+        bugged(crashy(false, false, true), b),
+        ONE_HOLDER,
+    );
+}
+
+#[test]
+fn local_delete_first_breaks_active_is_held() {
+    let b = Bugs {
+        local_delete_first: true,
+        ..Bugs::default()
+    };
+    discovers(
+        "bug: local delete first",
+        bugged(MurderConfig::small(), b),
+        ACTIVE_IS_HELD,
+    );
+}
+
+#[test]
+fn ok_before_commit_loses_an_update() {
+    let b = Bugs {
+        ok_before_commit: true,
+        ..Bugs::default()
+    };
+    discovers(
+        "bug: OK before commit",
+        bugged(crashy(true, false, false), b),
+        ACTIVE_IS_HELD,
+    );
+}
+
+#[test]
+fn coalesced_stream_shows_a_state_the_master_never_had() {
+    let b = Bugs {
+        coalesce_stream: true,
+        ..Bugs::default()
+    };
+    discovers(
+        "bug: coalesced stream",
+        bugged(two_names(), b),
+        SLAVE_SHOWS_MASTER_STATE,
+    );
+}
+
+#[test]
+fn noop_before_flush_breaks_the_barrier() {
+    let b = Bugs {
+        noop_before_flush: true,
+        ..Bugs::default()
+    };
+    discovers(
+        "bug: NOOP before flush",
+        bugged(two_names(), b),
+        NOOP_BARRIER,
+    );
+}
+
+#[test]
+fn merge_resync_keeps_deleted_names() {
+    let b = Bugs {
+        merge_resync: true,
+        ..Bugs::default()
+    };
+    let cfg = MurderConfig {
+        link_drops: 1,
+        ..MurderConfig::small()
+    };
+    discovers("bug: merge resync", bugged(cfg, b), REST_SLAVES_CONVERGE);
+}
+
+#[test]
+fn ignoring_master_restart_never_converges() {
+    let b = Bugs {
+        ignore_reset: true,
+        ..Bugs::default()
+    };
+    discovers(
+        "bug: ignore reset",
+        bugged(crashy(true, false, false), b),
+        EVENTUALLY_DONE,
+    );
+}
