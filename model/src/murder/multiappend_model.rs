@@ -156,12 +156,14 @@ impl AppendModel {
                     return true;
                 }
                 let present = (0..n)
-                    .filter(|&m| {
+                    .filter(|&m| contents.contains(&content(i, b, m)))
+                    .count();
+                // Every message of a batch that shows at all is visible or was expunged.
+                present == 0
+                    || (0..n).all(|m| {
                         let c = content(i, b, m);
                         contents.contains(&c) || s.expunged.contains(&c)
                     })
-                    .count();
-                present == 0 || present == usize::from(n)
             })
         })
     }
