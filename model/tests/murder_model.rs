@@ -268,3 +268,36 @@ fn ignoring_master_restart_never_converges() {
         EVENTUALLY_DONE,
     );
 }
+
+// ---- counterexamples become conformance scenarios ----------------------------------------
+
+#[test]
+fn noop_barrier_counterexample_becomes_a_scenario() {
+    let b = Bugs {
+        noop_before_flush: true,
+        ..Bugs::default()
+    };
+    let cfg = bugged(two_names(), b);
+    let path = shortest_discovery(&cfg, NOOP_BARRIER).expect("barrier bug");
+    let model = cfg.clone().into_model();
+    let scn = murder_model::murder::scenario::to_scenario(&model, NOOP_BARRIER, "model-noop-barrier", &path);
+    println!("{scn}");
+    for needle in [
+        "id: mupdate/model-noop-barrier",
+        "rfc: RFC3656 4.8",
+        "level: MUST",
+        "[test]",
+        "> U1 UPDATE",
+        "collect dslave0c1 mine until $tag OK ...",
+        "> N1 NOOP",
+        "<< $tag OK ...",
+        "check >! L1 LIST",
+        "[cleanup]",
+    ] {
+        assert!(scn.contains(needle), "missing {needle:?} in\n{scn}");
+    }
+    // The committed change the broken master held back must be expected before N1's OK.
+    let n1 = scn.find("> N1 NOOP").unwrap();
+    let ok = scn[n1..].find("<< $tag OK").unwrap();
+    assert!(scn[n1..n1 + ok].contains("<< U1 "), "{scn}");
+}

@@ -27,6 +27,7 @@ pub mod backend;
 pub mod master;
 pub mod multiappend_model;
 pub mod properties;
+pub mod scenario;
 pub mod slave;
 pub mod transcript;
 
