@@ -280,7 +280,12 @@ fn noop_barrier_counterexample_becomes_a_scenario() {
     let cfg = bugged(two_names(), b);
     let path = shortest_discovery(&cfg, NOOP_BARRIER).expect("barrier bug");
     let model = cfg.clone().into_model();
-    let scn = murder_model::murder::scenario::to_scenario(&model, NOOP_BARRIER, "model-noop-barrier", &path);
+    let scn = murder_model::murder::scenario::to_scenario(
+        &model,
+        NOOP_BARRIER,
+        "model-noop-barrier",
+        &path,
+    );
     println!("{scn}");
     for needle in [
         "id: mupdate/model-noop-barrier",

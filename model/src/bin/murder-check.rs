@@ -20,7 +20,10 @@ use stateright::{Checker, Expectation, Model};
 
 /// Command line.
 #[derive(Parser, Debug)]
-#[command(name = "murder-check", about = "Model-check the Murder (RFC 3656) and MULTIAPPEND (RFC 3502)")]
+#[command(
+    name = "murder-check",
+    about = "Model-check the Murder (RFC 3656) and MULTIAPPEND (RFC 3502)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -274,7 +277,9 @@ fn check(
         if p.expectation == Expectation::Sometimes {
             continue;
         }
-        let Some(path) = c.discovery(p.name) else { continue };
+        let Some(path) = c.discovery(p.name) else {
+            continue;
+        };
         let path = if shrink {
             shortest_discovery(&cfg, p.name).unwrap_or(path)
         } else {
@@ -287,7 +292,13 @@ fn check(
             let slug: String = p
                 .name
                 .chars()
-                .map(|ch| if ch.is_ascii_alphanumeric() { ch.to_ascii_lowercase() } else { '-' })
+                .map(|ch| {
+                    if ch.is_ascii_alphanumeric() {
+                        ch.to_ascii_lowercase()
+                    } else {
+                        '-'
+                    }
+                })
                 .collect();
             let id = format!("model-{}", slug.trim_matches('-'));
             let file = dir.join(format!("{id}.scn"));
@@ -369,12 +380,18 @@ fn main() -> Result<()> {
         } => append(sessions, batches, batch_size, crashes, &bug),
         Cmd::Explore { m, addr } => {
             println!("serving the explorer on http://{addr}/ (Ctrl-C to stop)");
-            murder_config(&m).into_model().checker().serve(addr.as_str());
+            murder_config(&m)
+                .into_model()
+                .checker()
+                .serve(addr.as_str());
             0
         }
     };
     if failed > 0 {
-        bail!("{failed} propert{} failed", if failed == 1 { "y" } else { "ies" });
+        bail!(
+            "{failed} propert{} failed",
+            if failed == 1 { "y" } else { "ies" }
+        );
     }
     Ok(())
 }

@@ -67,7 +67,12 @@ fn command(tag: &str, cmd: &Command) -> String {
             name,
             location,
             acl,
-        } => format!("{tag} ACTIVATE {} {} {}", sname(name), sloc(location), sacl(acl)),
+        } => format!(
+            "{tag} ACTIVATE {} {} {}",
+            sname(name),
+            sloc(location),
+            sacl(acl)
+        ),
         Command::Reserve { name, location } => {
             format!("{tag} RESERVE {} {}", sname(name), sloc(location))
         }
@@ -84,7 +89,12 @@ fn command(tag: &str, cmd: &Command) -> String {
 fn record(tag: &str, r: &Record) -> String {
     match &r.entry {
         MailboxEntry::Active { location, acl } => {
-            format!("{tag} MAILBOX {} {} {}", sname(&r.name), sloc(location), sacl(acl))
+            format!(
+                "{tag} MAILBOX {} {} {}",
+                sname(&r.name),
+                sloc(location),
+                sacl(acl)
+            )
         }
         MailboxEntry::Reserved { location } => {
             format!("{tag} RESERVE {} {}", sname(&r.name), sloc(location))
@@ -133,11 +143,24 @@ pub fn to_scenario(model: &MurderModel, property: &str, id: &str, path: &MurderP
         .map(|m| m.history.clone())
         .unwrap_or_default();
     let mut out = String::new();
-    let _ = writeln!(out, "# Found by murder-check (model/src/murder): the property");
+    let _ = writeln!(
+        out,
+        "# Found by murder-check (model/src/murder): the property"
+    );
     let _ = writeln!(out, "#   \"{property}\"");
-    let _ = writeln!(out, "# fails on this path of the model (bugs: {:?}, repair: {}).", cfg.bugs, cfg.repair);
-    let _ = writeln!(out, "# Crashes, restarts and timers cannot be driven black-box; they are comments.");
-    let _ = writeln!(out, "# Every command is judged by the oracle (>!), every stream by the committed changes.");
+    let _ = writeln!(
+        out,
+        "# fails on this path of the model (bugs: {:?}, repair: {}).",
+        cfg.bugs, cfg.repair
+    );
+    let _ = writeln!(
+        out,
+        "# Crashes, restarts and timers cannot be driven black-box; they are comments."
+    );
+    let _ = writeln!(
+        out,
+        "# Every command is judged by the oracle (>!), every stream by the committed changes."
+    );
     let _ = writeln!(out, "id: mupdate/{id}");
     let _ = writeln!(out, "title: model path for \"{property}\"");
     let _ = writeln!(out, "protocol: mupdate");
