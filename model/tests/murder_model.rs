@@ -306,3 +306,52 @@ fn noop_barrier_counterexample_becomes_a_scenario() {
     let ok = scn[n1..].find("<< $tag OK").unwrap();
     assert!(scn[n1..n1 + ok].contains("<< U1 "), "{scn}");
 }
+
+// ---- symmetry over slaves ----------------------------------------------------------------
+
+#[test]
+fn two_slaves_with_symmetry_hold() {
+    let cfg = MurderConfig {
+        slaves: 2,
+        ..MurderConfig::small()
+    };
+    let t = Instant::now();
+    let c = cfg
+        .clone()
+        .into_model()
+        .checker()
+        .symmetry_fn(murder_model::murder::symmetry::slave_symmetry)
+        .spawn_dfs()
+        .join();
+    println!(
+        "two slaves + symmetry: states={} unique={} max_depth={} time={:.2?}",
+        c.state_count(),
+        c.unique_state_count(),
+        c.max_depth(),
+        t.elapsed()
+    );
+    c.assert_properties();
+    let plain = check("two slaves, no symmetry", cfg);
+    assert!(c.unique_state_count() < plain);
+    assert_eq!((c.unique_state_count(), plain), (17685, 33102));
+}
+
+#[test]
+fn symmetry_still_finds_the_noop_barrier_bug() {
+    let b = Bugs {
+        noop_before_flush: true,
+        ..Bugs::default()
+    };
+    let cfg = MurderConfig {
+        slaves: 2,
+        ..bugged(two_names(), b)
+    };
+    let c = cfg
+        .into_model()
+        .checker()
+        .symmetry_fn(murder_model::murder::symmetry::slave_symmetry)
+        .finish_when(HasDiscoveries::AnyOf([NOOP_BARRIER].into_iter().collect()))
+        .spawn_dfs()
+        .join();
+    assert!(c.discovery(NOOP_BARRIER).is_some());
+}

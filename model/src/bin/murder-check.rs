@@ -128,6 +128,9 @@ enum Cmd {
         /// Checker threads.
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Reduce by slave symmetry (DFS only; stateright's BFS ignores symmetry).
+        #[arg(long)]
+        symmetry: bool,
         /// Give up after this many seconds (0: never).
         #[arg(long, default_value_t = 0)]
         timeout: u64,
@@ -241,13 +244,14 @@ fn check(
     m: &MurderArgs,
     search: Search,
     threads: usize,
+    symmetry: bool,
     timeout: u64,
     shrink: bool,
     scenario_dir: Option<PathBuf>,
 ) -> Result<usize> {
     let cfg = murder_config(m);
     println!(
-        "murder model: {} backends, {} slaves, {} crashes, repair={}, bugs={:?}, {:?}",
+        "murder model: {} backends, {} slaves, {} crashes, repair={}, bugs={:?}, {:?}, symmetry={symmetry}",
         cfg.backends(),
         cfg.slaves,
         cfg.crashes,
@@ -256,7 +260,13 @@ fn check(
         search
     );
     let start = Instant::now();
-    let builder = cfg.clone().into_model().checker().threads(threads.max(1));
+    let mut builder = cfg.clone().into_model().checker().threads(threads.max(1));
+    if symmetry {
+        if search == Search::Bfs {
+            bail!("--symmetry needs --dfs (stateright's BFS ignores symmetry)");
+        }
+        builder = builder.symmetry_fn(murder_model::murder::symmetry::slave_symmetry);
+    }
     let c: Box<dyn Checker<_>> = match search {
         Search::Bfs => Box::new(builder.spawn_bfs()),
         Search::Dfs => Box::new(builder.spawn_dfs()),
@@ -359,6 +369,7 @@ fn main() -> Result<()> {
             bfs,
             dfs,
             threads,
+            symmetry,
             timeout,
             shrink,
             scenario_dir,
@@ -369,7 +380,7 @@ fn main() -> Result<()> {
                 (false, true) => Search::Dfs,
                 (false, false) => search,
             };
-            check(&m, search, threads, timeout, shrink, scenario_dir)?
+            check(&m, search, threads, symmetry, timeout, shrink, scenario_dir)?
         }
         Cmd::Append {
             sessions,

@@ -29,6 +29,7 @@ pub mod multiappend_model;
 pub mod properties;
 pub mod scenario;
 pub mod slave;
+pub mod symmetry;
 pub mod transcript;
 
 use std::borrow::Cow;
