@@ -93,6 +93,11 @@ fn master_crash_holds() {
 }
 
 #[test]
+fn any_one_crash_holds() {
+    assert_eq!(check("any one crash", crashy(true, true, true)), 162252);
+}
+
+#[test]
 fn slave_crash_holds() {
     assert_eq!(check("slave crash", crashy(false, true, false)), 16380);
 }
