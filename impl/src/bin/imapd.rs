@@ -1,2 +1,112 @@
-//! `imapd`: the IMAP MULTIAPPEND server binary (being written).
-fn main() {}
+//! `imapd`: IMAP4rev1 subset with MULTIAPPEND, LITERAL+ and UIDPLUS, optionally a Cyrus Murder
+//! backend that keeps a MUPDATE master informed of its mailboxes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use murder_server::imap::{self, Config, MupdateLink, UserDb};
+
+/// IMAP server with MULTIAPPEND (RFC 3502), LITERAL+ (RFC 2088) and UIDPLUS (RFC 4315).
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "IMAP4rev1 server with MULTIAPPEND (RFC 3502), LITERAL+ (RFC 2088) and UIDPLUS (RFC 4315); optionally a Cyrus Murder backend"
+)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:143")]
+    listen: SocketAddr,
+    /// Data directory (created if missing).
+    #[arg(long)]
+    data: PathBuf,
+    /// Password file (`name:{PLAIN}password` or `name:{ARGON2ID}...` lines).
+    #[arg(long)]
+    users: PathBuf,
+    /// PEM certificate chain for STARTTLS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for STARTTLS.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Refuse LOGIN/AUTHENTICATE until STARTTLS (advertises LOGINDISABLED).
+    #[arg(long)]
+    require_tls: bool,
+    /// MUPDATE master `host:port`: run as a Murder backend.
+    #[arg(long, requires_all = ["mupdate_user", "mupdate_password", "server_name"])]
+    mupdate: Option<String>,
+    /// SASL PLAIN user for the MUPDATE master.
+    #[arg(long)]
+    mupdate_user: Option<String>,
+    /// SASL PLAIN password for the MUPDATE master.
+    #[arg(long)]
+    mupdate_password: Option<String>,
+    /// This backend's name in MUPDATE locations (`NAME!default`).
+    #[arg(long)]
+    server_name: Option<String>,
+    /// Close connections idle for this many seconds (RFC 3501: at least 1800).
+    #[arg(long, default_value_t = 1800)]
+    idle_timeout_secs: u64,
+    /// Maximum simultaneous connections.
+    #[arg(long, default_value_t = murder_server::net::listener::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Largest APPEND message literal in octets.
+    #[arg(long)]
+    max_message_size: Option<u64>,
+    /// Deliberate protocol faults for mutant testing (repeatable).
+    #[cfg(feature = "faults")]
+    #[arg(long = "fault")]
+    faults: Vec<imap::Fault>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let users = UserDb::load(&args.users)
+        .with_context(|| format!("loading users from {}", args.users.display()))?;
+    let mut config = Config::new(args.listen, args.data.clone(), Arc::new(users));
+    if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
+        config.tls = Some(
+            murder_server::net::load_server_config(c, k).context("loading the TLS certificate")?,
+        );
+    }
+    if args.require_tls && config.tls.is_none() {
+        bail!("--require-tls needs --tls-cert and --tls-key");
+    }
+    config.require_tls = args.require_tls;
+    if args.idle_timeout_secs < 1800 {
+        tracing::warn!("--idle-timeout-secs below RFC 3501's 30 minutes");
+    }
+    config.limits.idle_timeout = Duration::from_secs(args.idle_timeout_secs);
+    config.limits.max_connections = args.max_connections;
+    if let Some(m) = args.max_message_size {
+        config.limits.max_message_size = m;
+    }
+    if let (Some(addr), Some(user), Some(pw), Some(name)) = (
+        args.mupdate.clone(),
+        args.mupdate_user.clone(),
+        args.mupdate_password.clone(),
+        args.server_name.clone(),
+    ) {
+        config.mupdate = Some(MupdateLink::new(addr, user, pw, name));
+    }
+    #[cfg(feature = "faults")]
+    {
+        config.faults = imap::Faults(args.faults.iter().copied().collect());
+    }
+    let handle = imap::start(config).await?;
+    println!("imapd listening on {}", handle.local_addr());
+    murder_server::net::signal::termination()?.recv().await;
+    handle.shutdown().await;
+    Ok(())
+}

@@ -1,1 +1,124 @@
-//! imap (being written).
+//! `imapd`: an IMAP4rev1 subset with MULTIAPPEND (RFC 3502), LITERAL+ (RFC 2088) and UIDPLUS
+//! (RFC 4315), usable as a Cyrus Murder backend (RFC 3656 client side).
+//!
+//! * [`codec`]: sans-IO framing (lines and literals) and command parsing.
+//! * [`session`]: one connection's protocol state; APPEND streams literals to staging files.
+//! * [`mailstore`]: durable storage (staging files + one redb transaction per APPEND).
+//! * [`mupdate_link`]: the backend's MUPDATE client (RESERVE/ACTIVATE/DELETE).
+//! * [`faults`]: deliberate deviations for the conformance suite's mutant tests.
+//!
+//! # Policies
+//! * Plaintext LOGIN and AUTHENTICATE PLAIN are allowed unless [`Config::require_tls`] is set
+//!   and the connection is not (yet) TLS; then CAPABILITY shows `LOGINDISABLED` and no
+//!   `AUTH=PLAIN`, and both commands answer NO.
+//! * Each user has a private namespace; `INBOX` is created at first login; the hierarchy
+//!   separator is `/`.
+//! * A message literal larger than [`Limits::max_message_size`] is refused: for `{n}` without
+//!   sending `+`; for `{n+}` with a tagged NO followed by `* BYE` (the bytes that follow are
+//!   never read as commands).
+
+pub mod codec;
+pub mod faults;
+pub mod mailstore;
+pub mod message;
+pub mod mupdate_link;
+pub mod server;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use crate::auth::UserDb;
+pub use crate::net::ServerHandle;
+pub use faults::{Fault, Faults};
+pub use mupdate_link::MupdateLink;
+pub use server::start;
+
+/// Every limit of the server, with its default.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Longest command line, CRLF included. Default 64 KiB.
+    pub max_line: usize,
+    /// Largest literal in commands other than APPEND's message literals (e.g. a LOGIN
+    /// password). Default 64 KiB.
+    pub max_command_literal: u64,
+    /// Largest APPEND message literal. Default 1 GiB + 64 MiB (a 1 GB message fits).
+    pub max_message_size: u64,
+    /// Most messages in one APPEND command. Default 100 000.
+    pub max_messages_per_append: usize,
+    /// Simultaneous connections; further ones get `* BYE` at once. Default 1024 (the shared
+    /// listener's default).
+    pub max_connections: usize,
+    /// A connection with no input for this long is closed with `* BYE` (RFC 3501 5.4: at
+    /// least 30 minutes). Default 30 min.
+    pub idle_timeout: Duration,
+    /// Size of one socket read. Default 64 KiB.
+    pub read_chunk: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line: 64 * 1024,
+            max_command_literal: 64 * 1024,
+            max_message_size: (1 << 30) + (64 << 20),
+            max_messages_per_append: 100_000,
+            max_connections: crate::net::listener::DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: Duration::from_secs(30 * 60),
+            read_chunk: 64 * 1024,
+        }
+    }
+}
+
+/// Everything `imapd` needs to run (the conformance runner builds one in-process).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free one; see [`ServerHandle::local_addr`]).
+    pub listen: SocketAddr,
+    /// Data directory of the mail store.
+    pub data_dir: PathBuf,
+    /// User database.
+    pub users: Arc<UserDb>,
+    /// TLS for STARTTLS; None disables STARTTLS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Refuse LOGIN/AUTHENTICATE before TLS (advertise LOGINDISABLED).
+    pub require_tls: bool,
+    /// Murder backend mode: the MUPDATE master to keep informed.
+    pub mupdate: Option<MupdateLink>,
+    /// Limits.
+    pub limits: Limits,
+    /// Fault switches (empty: correct behaviour).
+    pub faults: Faults,
+}
+
+impl Config {
+    /// A configuration with defaults: no TLS, no MUPDATE, default limits, no faults.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf, users: Arc<UserDb>) -> Config {
+        Config {
+            listen,
+            data_dir,
+            users,
+            tls: None,
+            require_tls: false,
+            mupdate: None,
+            limits: Limits::default(),
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ImapError {
+    /// Binding the listener failed.
+    #[error("cannot listen: {0}")]
+    Listen(#[source] std::io::Error),
+    /// The mail store could not be opened or recovered.
+    #[error("mail store: {0}")]
+    Store(#[from] mailstore::StoreError),
+    /// The start-up MUPDATE resync failed.
+    #[error("MUPDATE resync: {0}")]
+    Mupdate(#[from] mupdate_link::MupdateError),
+}

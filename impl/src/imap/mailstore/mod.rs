@@ -1,0 +1,898 @@
+//! The durable mail store behind `imapd`.
+//!
+//! # Design: one segment file per APPEND, one index transaction
+//! ```text
+//! DATA/index.redb            mailboxes, messages (flags, size, date, segment, offset), counters,
+//!                            subscriptions
+//! DATA/staging/<n>.seg       the message literals of an APPEND command in progress
+//! DATA/blobs/<id>/<uid>      committed segments: the messages of one APPEND, back to back,
+//!                            named by the first UID of that APPEND
+//! ```
+//! An APPEND streams all its message literals, one after the other, into ONE staging segment
+//! file while they arrive, so memory stays bounded whatever the message size and a command
+//! costs one file however many messages it has. When the command's last literal is in, the
+//! session fsyncs the segment ([`StagedAppend`]) and calls [`MailStore::append`], which, holding
+//! the single writer lock:
+//! 1. picks the UIDs `uid_next .. uid_next+k` of the mailbox,
+//! 2. renames the segment to `blobs/<id>/<first uid>` and fsyncs that directory,
+//! 3. commits ONE redb write transaction (durable: fsync before return) that inserts the k
+//!    message records (segment, offset, size, flags, date) and advances UIDNEXT,
+//! 4. only then publishes the k messages to the in-memory view in one step and wakes the
+//!    sessions that have the mailbox selected.
+//!
+//! So a command costs three fsyncs (segment, directory, index) whatever its message count. The
+//! commit point is the redb transaction. A crash before it leaves at most a renamed segment
+//! that no index record names; [`MailStore::open`] deletes it, together with everything under
+//! `staging/`. A crash after it leaves the complete command. So after a restart a command's
+//! messages are all there or none is, UIDs are strictly ascending (UIDNEXT is only advanced in
+//! the same transaction), and UIDVALIDITY is whatever the index stored. EXPUNGE deletes a
+//! segment once none of its messages is left.
+//!
+//! Readers never take the writer lock: the in-memory view ([`MailboxView`]) is behind a short
+//! mutex and segments are immutable files.
+
+mod index;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use redb::{Database, ReadableDatabase, ReadableTable};
+use tokio::sync::watch;
+
+use self::index::{
+    MAILBOXES, MESSAGES, META, MailboxRecord, MessageRecord, SUBSCRIPTIONS, mailbox_key, split_key,
+};
+use super::codec::command::StoreOp;
+use super::codec::datetime::InternalDate;
+use super::faults::{Fault, Faults};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The mailbox does not exist.
+    #[error("no such mailbox")]
+    NoMailbox,
+    /// The mailbox exists already.
+    #[error("mailbox already exists")]
+    Exists,
+    /// The mailbox name is not acceptable.
+    #[error("invalid mailbox name: {0}")]
+    InvalidName(&'static str),
+    /// A file system error.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    /// An index (redb) error.
+    #[error("index error: {0}")]
+    Index(String),
+}
+
+fn db_err<E: Into<redb::Error>>(e: E) -> StoreError {
+    StoreError::Index(e.into().to_string())
+}
+
+/// One message of a mailbox as the sessions see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageMeta {
+    /// Flags (never `\Recent`; that is per session).
+    pub flags: BTreeSet<String>,
+    /// Size in octets.
+    pub size: u64,
+    /// INTERNALDATE.
+    pub date: InternalDate,
+    /// Segment file (first UID of its APPEND).
+    pub segment: u32,
+    /// Offset of the message in the segment.
+    pub offset: u64,
+}
+
+/// The live state of one mailbox.
+#[derive(Clone, Debug)]
+pub struct MailboxView {
+    /// Internal id.
+    pub id: u64,
+    /// UIDVALIDITY.
+    pub uid_validity: u32,
+    /// UIDNEXT.
+    pub uid_next: u32,
+    /// Messages by UID.
+    pub messages: BTreeMap<u32, MessageMeta>,
+    /// Highest UID some session has already reported as \Recent.
+    pub recent_claimed: u32,
+}
+
+/// The messages of one APPEND received into a staging segment, fsynced, ready to commit.
+#[derive(Debug)]
+pub struct StagedAppend {
+    /// The staging segment file.
+    pub path: PathBuf,
+    /// The messages, in order, back to back in the segment.
+    pub parts: Vec<StagedPart>,
+}
+
+/// One message of a [`StagedAppend`].
+#[derive(Clone, Debug)]
+pub struct StagedPart {
+    /// Offset in the segment.
+    pub offset: u64,
+    /// Size in octets.
+    pub size: u64,
+    /// Flags to set.
+    pub flags: Vec<String>,
+    /// INTERNALDATE.
+    pub date: InternalDate,
+}
+
+/// The result of a committed APPEND.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// UIDVALIDITY of the mailbox.
+    pub uid_validity: u32,
+    /// The UIDs assigned, in message order.
+    pub uids: Vec<u32>,
+}
+
+/// STATUS numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MailboxStatus {
+    /// MESSAGES.
+    pub messages: u32,
+    /// Messages not yet claimed as recent.
+    pub recent: u32,
+    /// UIDNEXT.
+    pub uid_next: u32,
+    /// UIDVALIDITY.
+    pub uid_validity: u32,
+    /// Messages without \Seen.
+    pub unseen: u32,
+}
+
+#[derive(Default)]
+struct State {
+    /// key (`user\0name`) → view.
+    mailboxes: BTreeMap<String, MailboxView>,
+    /// mailbox id → change notifier (the value counts changes).
+    watchers: HashMap<u64, watch::Sender<u64>>,
+    subscriptions: BTreeSet<String>,
+}
+
+/// The store: a redb index, blob files, and the in-memory view.
+pub struct MailStore {
+    dir: PathBuf,
+    db: Database,
+    state: Mutex<State>,
+    writer: Mutex<()>,
+    staging_seq: AtomicU64,
+    faults: Faults,
+}
+
+impl std::fmt::Debug for MailStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailStore").field("dir", &self.dir).finish()
+    }
+}
+
+fn fsync_dir(path: &Path) -> io::Result<()> {
+    fs::File::open(path)?.sync_all()
+}
+
+fn validate_name(name: &str) -> Result<(), StoreError> {
+    if name.is_empty() {
+        return Err(StoreError::InvalidName("empty"));
+    }
+    if name.len() > 1000 {
+        return Err(StoreError::InvalidName("longer than 1000 octets"));
+    }
+    if name.contains(['\0', '\r', '\n', '%', '*']) {
+        return Err(StoreError::InvalidName(
+            "contains NUL, CR, LF or a wildcard",
+        ));
+    }
+    if name.starts_with('/') || name.ends_with('/') || name.contains("//") {
+        return Err(StoreError::InvalidName("empty hierarchy level"));
+    }
+    Ok(())
+}
+
+impl MailStore {
+    /// Open (or create) the store in `dir` and recover: remove staging leftovers and blob
+    /// files that no committed index record names.
+    pub fn open(dir: &Path, faults: Faults) -> Result<MailStore, StoreError> {
+        fs::create_dir_all(dir.join("staging"))?;
+        fs::create_dir_all(dir.join("blobs"))?;
+        for e in fs::read_dir(dir.join("staging"))? {
+            let e = e?;
+            fs::remove_file(e.path())?;
+        }
+        let db = Database::create(dir.join("index.redb")).map_err(db_err)?;
+        {
+            let tx = db.begin_write().map_err(db_err)?;
+            tx.open_table(MAILBOXES).map_err(db_err)?;
+            tx.open_table(MESSAGES).map_err(db_err)?;
+            tx.open_table(META).map_err(db_err)?;
+            tx.open_table(SUBSCRIPTIONS).map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+        }
+        let mut state = State::default();
+        {
+            let tx = db.begin_read().map_err(db_err)?;
+            let mboxes = tx.open_table(MAILBOXES).map_err(db_err)?;
+            let msgs = tx.open_table(MESSAGES).map_err(db_err)?;
+            for row in mboxes.iter().map_err(db_err)? {
+                let (k, v) = row.map_err(db_err)?;
+                let Some(rec) = MailboxRecord::decode(v.value()) else {
+                    return Err(StoreError::Index(format!(
+                        "corrupt mailbox {:?}",
+                        k.value()
+                    )));
+                };
+                let mut messages = BTreeMap::new();
+                for m in msgs
+                    .range((rec.id, 0)..=(rec.id, u32::MAX))
+                    .map_err(db_err)?
+                {
+                    let (mk, mv) = m.map_err(db_err)?;
+                    let Some(r) = MessageRecord::decode(mv.value()) else {
+                        return Err(StoreError::Index("corrupt message record".into()));
+                    };
+                    messages.insert(
+                        mk.value().1,
+                        MessageMeta {
+                            flags: r.flags.into_iter().collect(),
+                            size: r.size,
+                            date: r.date,
+                            segment: r.segment,
+                            offset: r.offset,
+                        },
+                    );
+                }
+                state.mailboxes.insert(
+                    k.value().to_string(),
+                    MailboxView {
+                        id: rec.id,
+                        uid_validity: rec.uid_validity,
+                        uid_next: rec.uid_next,
+                        recent_claimed: rec.uid_next.saturating_sub(1),
+                        messages,
+                    },
+                );
+            }
+            let subs = tx.open_table(SUBSCRIPTIONS).map_err(db_err)?;
+            for row in subs.iter().map_err(db_err)? {
+                let (k, _) = row.map_err(db_err)?;
+                state.subscriptions.insert(k.value().to_string());
+            }
+        }
+        // Garbage collection of blobs not named by the index.
+        let live: HashMap<u64, &MailboxView> =
+            state.mailboxes.values().map(|m| (m.id, m)).collect();
+        for e in fs::read_dir(dir.join("blobs"))? {
+            let e = e?;
+            let id = e.file_name().to_str().and_then(|s| s.parse::<u64>().ok());
+            match id.and_then(|id| live.get(&id)) {
+                None => fs::remove_dir_all(e.path())?,
+                Some(view) => {
+                    let segments: BTreeSet<u32> =
+                        view.messages.values().map(|m| m.segment).collect();
+                    for f in fs::read_dir(e.path())? {
+                        let f = f?;
+                        let seg = f.file_name().to_str().and_then(|s| s.parse::<u32>().ok());
+                        if !seg.is_some_and(|u| segments.contains(&u)) {
+                            fs::remove_file(f.path())?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(MailStore {
+            dir: dir.to_path_buf(),
+            db,
+            state: Mutex::new(state),
+            writer: Mutex::new(()),
+            staging_seq: AtomicU64::new(0),
+            faults,
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A fresh staging file path (the file is not created).
+    pub fn staging_path(&self) -> PathBuf {
+        let n = self.staging_seq.fetch_add(1, Ordering::Relaxed);
+        self.dir.join("staging").join(format!("{n}.seg"))
+    }
+
+    /// The segment file of mailbox `id` named `segment` (the first UID of its APPEND).
+    pub fn segment_path(&self, id: u64, segment: u32) -> PathBuf {
+        self.dir
+            .join("blobs")
+            .join(id.to_string())
+            .join(segment.to_string())
+    }
+
+    fn next_uid_validity(tx: &redb::WriteTransaction) -> Result<u32, StoreError> {
+        let mut meta = tx.open_table(META).map_err(db_err)?;
+        let last = meta
+            .get("last_uid_validity")
+            .map_err(db_err)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let v = now.max(last + 1).min(u64::from(u32::MAX));
+        meta.insert("last_uid_validity", v).map_err(db_err)?;
+        Ok(u32::try_from(v).unwrap_or(u32::MAX))
+    }
+
+    fn next_mailbox_id(tx: &redb::WriteTransaction) -> Result<u64, StoreError> {
+        let mut meta = tx.open_table(META).map_err(db_err)?;
+        let id = meta
+            .get("next_mailbox_id")
+            .map_err(db_err)?
+            .map(|v| v.value())
+            .unwrap_or(1);
+        meta.insert("next_mailbox_id", id + 1).map_err(db_err)?;
+        Ok(id)
+    }
+
+    /// Whether the mailbox exists.
+    pub fn exists(&self, user: &str, name: &str) -> bool {
+        self.state()
+            .mailboxes
+            .contains_key(&mailbox_key(user, name))
+    }
+
+    /// CREATE.
+    pub fn create(&self, user: &str, name: &str) -> Result<(), StoreError> {
+        validate_name(name)?;
+        let _w = self.writer();
+        let key = mailbox_key(user, name);
+        if self.state().mailboxes.contains_key(&key) {
+            return Err(StoreError::Exists);
+        }
+        let tx = self.db.begin_write().map_err(db_err)?;
+        let rec = MailboxRecord {
+            id: Self::next_mailbox_id(&tx)?,
+            uid_validity: Self::next_uid_validity(&tx)?,
+            uid_next: 1,
+        };
+        tx.open_table(MAILBOXES)
+            .map_err(db_err)?
+            .insert(key.as_str(), rec.encode().as_slice())
+            .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        self.state().mailboxes.insert(
+            key,
+            MailboxView {
+                id: rec.id,
+                uid_validity: rec.uid_validity,
+                uid_next: 1,
+                messages: BTreeMap::new(),
+                recent_claimed: 0,
+            },
+        );
+        Ok(())
+    }
+
+    /// DELETE: the mailbox and its messages.
+    pub fn delete(&self, user: &str, name: &str) -> Result<(), StoreError> {
+        let _w = self.writer();
+        let key = mailbox_key(user, name);
+        let Some(view) = self.state().mailboxes.get(&key).cloned() else {
+            return Err(StoreError::NoMailbox);
+        };
+        let tx = self.db.begin_write().map_err(db_err)?;
+        tx.open_table(MAILBOXES)
+            .map_err(db_err)?
+            .remove(key.as_str())
+            .map_err(db_err)?;
+        {
+            let mut msgs = tx.open_table(MESSAGES).map_err(db_err)?;
+            for uid in view.messages.keys() {
+                msgs.remove((view.id, *uid)).map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        {
+            let mut st = self.state();
+            st.mailboxes.remove(&key);
+            if let Some(w) = st.watchers.remove(&view.id) {
+                w.send_modify(|v| *v += 1);
+            }
+        }
+        let blobs = self.dir.join("blobs").join(view.id.to_string());
+        if blobs.exists() {
+            fs::remove_dir_all(blobs)?;
+        }
+        Ok(())
+    }
+
+    /// RENAME (messages keep their UIDs; the id and UIDVALIDITY move with the name).
+    pub fn rename(&self, user: &str, from: &str, to: &str) -> Result<(), StoreError> {
+        validate_name(to)?;
+        let _w = self.writer();
+        let (kf, kt) = (mailbox_key(user, from), mailbox_key(user, to));
+        let Some(view) = self.state().mailboxes.get(&kf).cloned() else {
+            return Err(StoreError::NoMailbox);
+        };
+        if self.state().mailboxes.contains_key(&kt) {
+            return Err(StoreError::Exists);
+        }
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = tx.open_table(MAILBOXES).map_err(db_err)?;
+            let rec = MailboxRecord {
+                id: view.id,
+                uid_validity: view.uid_validity,
+                uid_next: view.uid_next,
+            };
+            t.remove(kf.as_str()).map_err(db_err)?;
+            t.insert(kt.as_str(), rec.encode().as_slice())
+                .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        let mut st = self.state();
+        if let Some(v) = st.mailboxes.remove(&kf) {
+            st.mailboxes.insert(kt, v);
+        }
+        Ok(())
+    }
+
+    /// The names of `user`'s mailboxes, sorted.
+    pub fn list(&self, user: &str) -> Vec<String> {
+        let prefix = format!("{user}\0");
+        self.state()
+            .mailboxes
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter_map(|(k, _)| split_key(k).map(|(_, n)| n.to_string()))
+            .collect()
+    }
+
+    /// Every mailbox of every user as (user, name) (for the MUPDATE resync).
+    pub fn all_mailboxes(&self) -> Vec<(String, String)> {
+        self.state()
+            .mailboxes
+            .keys()
+            .filter_map(|k| split_key(k).map(|(u, n)| (u.to_string(), n.to_string())))
+            .collect()
+    }
+
+    /// The subscribed names of `user`.
+    pub fn subscriptions(&self, user: &str) -> Vec<String> {
+        let prefix = format!("{user}\0");
+        self.state()
+            .subscriptions
+            .iter()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .collect()
+    }
+
+    /// SUBSCRIBE (`on`) or UNSUBSCRIBE.
+    pub fn subscribe(&self, user: &str, name: &str, on: bool) -> Result<(), StoreError> {
+        let _w = self.writer();
+        let key = mailbox_key(user, name);
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = tx.open_table(SUBSCRIPTIONS).map_err(db_err)?;
+            if on {
+                t.insert(key.as_str(), 1).map_err(db_err)?;
+            } else {
+                t.remove(key.as_str()).map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        let mut st = self.state();
+        if on {
+            st.subscriptions.insert(key);
+        } else {
+            st.subscriptions.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// A copy of the mailbox's current state.
+    pub fn view(&self, user: &str, name: &str) -> Option<MailboxView> {
+        self.state()
+            .mailboxes
+            .get(&mailbox_key(user, name))
+            .cloned()
+    }
+
+    /// The mailbox's current state by id (None once deleted).
+    pub fn view_by_id(&self, id: u64) -> Option<MailboxView> {
+        self.state()
+            .mailboxes
+            .values()
+            .find(|m| m.id == id)
+            .cloned()
+    }
+
+    /// Messages above `uid` that no session has reported as \Recent yet become this caller's.
+    /// Returns the UIDs claimed.
+    pub fn claim_recent(&self, id: u64) -> Vec<u32> {
+        let mut st = self.state();
+        let Some(m) = st.mailboxes.values_mut().find(|m| m.id == id) else {
+            return Vec::new();
+        };
+        let claimed: Vec<u32> = m
+            .messages
+            .range(m.recent_claimed.saturating_add(1)..)
+            .map(|(u, _)| *u)
+            .collect();
+        if let Some(&last) = claimed.last() {
+            m.recent_claimed = last;
+        }
+        claimed
+    }
+
+    /// STATUS.
+    pub fn status(&self, user: &str, name: &str) -> Option<MailboxStatus> {
+        let st = self.state();
+        let m = st.mailboxes.get(&mailbox_key(user, name))?;
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Some(MailboxStatus {
+            messages: count(m.messages.len()),
+            recent: count(
+                m.messages
+                    .range(m.recent_claimed.saturating_add(1)..)
+                    .count(),
+            ),
+            uid_next: m.uid_next,
+            uid_validity: m.uid_validity,
+            unseen: count(
+                m.messages
+                    .values()
+                    .filter(|x| !x.flags.contains("\\Seen"))
+                    .count(),
+            ),
+        })
+    }
+
+    /// A receiver that changes whenever mailbox `id` changes.
+    pub fn watch(&self, id: u64) -> watch::Receiver<u64> {
+        let mut st = self.state();
+        st.watchers
+            .entry(id)
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    fn notify(&self, st: &State, id: u64) {
+        if self.faults.has(Fault::NoExistsToOtherSessions) {
+            return;
+        }
+        if let Some(w) = st.watchers.get(&id) {
+            w.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// Commit an APPEND (its segment already fsynced) to `user`'s mailbox `name`, all or
+    /// nothing. On error the staging segment is left for the caller to remove.
+    pub fn append(
+        &self,
+        user: &str,
+        name: &str,
+        staged: &StagedAppend,
+    ) -> Result<Appended, StoreError> {
+        if self.faults.has(Fault::AutoCreateMailbox) && !self.exists(user, name) {
+            match self.create(user, name) {
+                Ok(()) | Err(StoreError::Exists) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let _w = self.writer();
+        let key = mailbox_key(user, name);
+        let Some(view) = self.state().mailboxes.get(&key).cloned() else {
+            return Err(StoreError::NoMailbox);
+        };
+        let n = u32::try_from(staged.parts.len()).unwrap_or(u32::MAX);
+        let first = view.uid_next;
+        let Some(uid_next) = first.checked_add(n) else {
+            return Err(StoreError::Index("UID space exhausted".into()));
+        };
+        let uids: Vec<u32> = (first..uid_next).collect();
+        let dir = self.dir.join("blobs").join(view.id.to_string());
+        fs::create_dir_all(&dir)?;
+        let dest = dir.join(first.to_string());
+        fs::rename(&staged.path, &dest)?;
+        let synced = fsync_dir(&dir);
+        let result = synced.map_err(StoreError::from).and_then(|()| {
+            if self.faults.has(Fault::AppendNotAtomic) {
+                // Fault: each message committed and published on its own.
+                for (i, part) in staged.parts.iter().enumerate() {
+                    let one = std::slice::from_ref(part);
+                    self.commit(
+                        &key,
+                        view.id,
+                        first,
+                        uids.get(i..=i).unwrap_or_default(),
+                        one,
+                    )?;
+                    std::thread::sleep(std::time::Duration::from_millis(30));
+                }
+                Ok(())
+            } else {
+                self.commit(&key, view.id, first, &uids, &staged.parts)
+            }
+        });
+        if let Err(e) = result {
+            // Put the segment back so the caller's cleanup removes it.
+            let _ = fs::rename(&dest, &staged.path);
+            return Err(e);
+        }
+        Ok(Appended {
+            uid_validity: view.uid_validity,
+            uids,
+        })
+    }
+
+    /// One index transaction for `parts` (UIDs `uids`, segment `segment`), then publish.
+    /// Caller holds the writer lock.
+    fn commit(
+        &self,
+        key: &str,
+        id: u64,
+        segment: u32,
+        uids: &[u32],
+        parts: &[StagedPart],
+    ) -> Result<(), StoreError> {
+        let Some(uid_next) = uids.last().and_then(|u| u.checked_add(1)) else {
+            return Ok(());
+        };
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut msgs = tx.open_table(MESSAGES).map_err(db_err)?;
+            for (p, uid) in parts.iter().zip(uids) {
+                let rec = MessageRecord {
+                    size: p.size,
+                    segment,
+                    offset: p.offset,
+                    date: p.date,
+                    flags: p.flags.clone(),
+                };
+                msgs.insert((id, *uid), rec.encode().as_slice())
+                    .map_err(db_err)?;
+            }
+            let mut t = tx.open_table(MAILBOXES).map_err(db_err)?;
+            let Some(rec) = t
+                .get(key)
+                .map_err(db_err)?
+                .and_then(|v| MailboxRecord::decode(v.value()))
+            else {
+                return Err(StoreError::NoMailbox);
+            };
+            let rec = MailboxRecord { uid_next, ..rec };
+            t.insert(key, rec.encode().as_slice()).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        let mut st = self.state();
+        if let Some(m) = st.mailboxes.get_mut(key) {
+            for (p, uid) in parts.iter().zip(uids) {
+                m.messages.insert(
+                    *uid,
+                    MessageMeta {
+                        flags: p.flags.iter().cloned().collect(),
+                        size: p.size,
+                        date: p.date,
+                        segment,
+                        offset: p.offset,
+                    },
+                );
+            }
+            m.uid_next = uid_next;
+        }
+        self.notify(&st, id);
+        Ok(())
+    }
+
+    /// STORE flags on the given UIDs of mailbox `id`; returns the new flags of each message
+    /// that still exists.
+    pub fn store_flags(
+        &self,
+        id: u64,
+        uids: &[u32],
+        op: StoreOp,
+        flags: &[String],
+    ) -> Result<Vec<(u32, BTreeSet<String>)>, StoreError> {
+        let _w = self.writer();
+        let Some(mut view) = self.view_by_id(id) else {
+            return Err(StoreError::NoMailbox);
+        };
+        let mut changed = Vec::new();
+        for uid in uids {
+            let Some(m) = view.messages.get_mut(uid) else {
+                continue;
+            };
+            match op {
+                StoreOp::Replace => m.flags = flags.iter().cloned().collect(),
+                StoreOp::Add => m.flags.extend(flags.iter().cloned()),
+                StoreOp::Remove => {
+                    for f in flags {
+                        m.flags.remove(f);
+                    }
+                }
+            }
+            changed.push((*uid, m.clone()));
+        }
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut msgs = tx.open_table(MESSAGES).map_err(db_err)?;
+            for (uid, m) in &changed {
+                let rec = MessageRecord {
+                    size: m.size,
+                    segment: m.segment,
+                    offset: m.offset,
+                    date: m.date,
+                    flags: m.flags.iter().cloned().collect(),
+                };
+                msgs.insert((id, *uid), rec.encode().as_slice())
+                    .map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        let mut st = self.state();
+        if let Some(live) = st.mailboxes.values_mut().find(|m| m.id == id) {
+            for (uid, m) in &changed {
+                if let Some(x) = live.messages.get_mut(uid) {
+                    x.flags = m.flags.clone();
+                }
+            }
+        }
+        self.notify(&st, id);
+        Ok(changed.into_iter().map(|(u, m)| (u, m.flags)).collect())
+    }
+
+    /// EXPUNGE: remove the messages flagged \Deleted; returns their UIDs.
+    pub fn expunge(&self, id: u64) -> Result<Vec<u32>, StoreError> {
+        let _w = self.writer();
+        let Some(view) = self.view_by_id(id) else {
+            return Err(StoreError::NoMailbox);
+        };
+        let gone: Vec<u32> = view
+            .messages
+            .iter()
+            .filter(|(_, m)| m.flags.contains("\\Deleted"))
+            .map(|(u, _)| *u)
+            .collect();
+        if gone.is_empty() {
+            return Ok(gone);
+        }
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut msgs = tx.open_table(MESSAGES).map_err(db_err)?;
+            for uid in &gone {
+                msgs.remove((id, *uid)).map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        let dead_segments: Vec<u32> = {
+            let mut st = self.state();
+            let mut dead = Vec::new();
+            if let Some(live) = st.mailboxes.values_mut().find(|m| m.id == id) {
+                let candidates: BTreeSet<u32> = gone
+                    .iter()
+                    .filter_map(|u| live.messages.get(u).map(|m| m.segment))
+                    .collect();
+                for uid in &gone {
+                    live.messages.remove(uid);
+                }
+                let still: BTreeSet<u32> = live.messages.values().map(|m| m.segment).collect();
+                dead = candidates.difference(&still).copied().collect();
+            }
+            self.notify(&st, id);
+            dead
+        };
+        for seg in dead_segments {
+            let _ = fs::remove_file(self.segment_path(id, seg));
+        }
+        Ok(gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(store: &MailStore, bodies: &[&[u8]]) -> StagedAppend {
+        let path = store.staging_path();
+        let mut all = Vec::new();
+        let mut parts = Vec::new();
+        for b in bodies {
+            parts.push(StagedPart {
+                offset: all.len() as u64,
+                size: b.len() as u64,
+                flags: vec!["\\Seen".into()],
+                date: InternalDate::now(),
+            });
+            all.extend_from_slice(b);
+        }
+        fs::write(&path, all).unwrap();
+        StagedAppend { path, parts }
+    }
+
+    fn body(store: &MailStore, id: u64, uid: u32) -> Vec<u8> {
+        let m = store.view_by_id(id).unwrap().messages[&uid].clone();
+        let all = fs::read(store.segment_path(id, m.segment)).unwrap();
+        all[m.offset as usize..(m.offset + m.size) as usize].to_vec()
+    }
+
+    #[test]
+    fn append_reopen_and_gc() {
+        let dir = tempfile::tempdir().unwrap();
+        let (uv, id) = {
+            let s = MailStore::open(dir.path(), Faults::default()).unwrap();
+            s.create("u", "INBOX").unwrap();
+            assert!(matches!(s.create("u", "INBOX"), Err(StoreError::Exists)));
+            let r = s.append("u", "INBOX", &stage(&s, &[b"a", b"bb"])).unwrap();
+            assert_eq!(r.uids, vec![1, 2]);
+            let missing = stage(&s, &[b"c"]);
+            assert!(matches!(
+                s.append("u", "nope", &missing),
+                Err(StoreError::NoMailbox)
+            ));
+            assert!(missing.path.exists(), "left for the caller to remove");
+            let v = s.view("u", "INBOX").unwrap();
+            (v.uid_validity, v.id)
+        };
+        // Simulate a crash between rename and commit: a stray segment and a staging file.
+        fs::write(
+            dir.path().join("blobs").join(id.to_string()).join("3"),
+            b"x",
+        )
+        .unwrap();
+        fs::write(dir.path().join("staging").join("9.seg"), b"x").unwrap();
+        let s = MailStore::open(dir.path(), Faults::default()).unwrap();
+        let v = s.view("u", "INBOX").unwrap();
+        assert_eq!(v.uid_validity, uv);
+        assert_eq!(v.uid_next, 3);
+        assert_eq!(v.messages.len(), 2);
+        assert!(
+            !dir.path()
+                .join("blobs")
+                .join(id.to_string())
+                .join("3")
+                .exists()
+        );
+        assert_eq!(fs::read_dir(dir.path().join("staging")).unwrap().count(), 0);
+        assert_eq!(body(&s, id, 2), b"bb");
+    }
+
+    #[test]
+    fn flags_expunge_rename_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = MailStore::open(dir.path(), Faults::default()).unwrap();
+        s.create("u", "a").unwrap();
+        let id = s.view("u", "a").unwrap().id;
+        s.append("u", "a", &stage(&s, &[b"1", b"2"])).unwrap();
+        s.store_flags(id, &[1], StoreOp::Add, &["\\Deleted".into()])
+            .unwrap();
+        assert_eq!(s.expunge(id).unwrap(), vec![1]);
+        assert!(s.segment_path(id, 1).exists(), "segment still holds UID 2");
+        assert_eq!(body(&s, id, 2), b"2");
+        s.store_flags(id, &[2], StoreOp::Add, &["\\Deleted".into()])
+            .unwrap();
+        assert_eq!(s.expunge(id).unwrap(), vec![2]);
+        assert!(!s.segment_path(id, 1).exists(), "empty segment removed");
+        s.rename("u", "a", "b").unwrap();
+        assert!(!s.exists("u", "a"));
+        assert_eq!(s.view("u", "b").unwrap().uid_next, 3);
+        s.delete("u", "b").unwrap();
+        assert!(s.list("u").is_empty());
+        assert!(matches!(
+            s.create("u", "x/"),
+            Err(StoreError::InvalidName(_))
+        ));
+    }
+}

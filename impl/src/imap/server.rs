@@ -1,0 +1,60 @@
+//! Start-up: open the store, resync with the MUPDATE master, and serve connections through
+//! the shared listener ([`crate::net::listener`]: connection limit, shutdown).
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use super::mailstore::MailStore;
+use super::mupdate_link::{MupdateOp, mupdate_name, owner_acl};
+use super::session::{Session, Shared};
+use super::{Config, ImapError};
+use crate::net::{ListenerConfig, ServerHandle, serve_with_shutdown, write_and_close};
+
+/// Open the store, resync with the MUPDATE master (backend mode), and start listening.
+pub async fn start(config: Config) -> Result<ServerHandle, ImapError> {
+    let dir = config.data_dir.clone();
+    let faults = config.faults.clone();
+    let store = tokio::task::spawn_blocking(move || MailStore::open(&dir, faults))
+        .await
+        .map_err(|e| ImapError::Listen(std::io::Error::other(e)))??;
+    let store = Arc::new(store);
+    if let Some(link) = &config.mupdate {
+        // RFC 3656 4.1: a backend (re)activates its mailboxes when it (re)connects.
+        let ops: Vec<MupdateOp> = store
+            .all_mailboxes()
+            .into_iter()
+            .map(|(user, name)| MupdateOp::Activate {
+                name: mupdate_name(&user, &name),
+                acl: owner_acl(&user),
+            })
+            .collect();
+        if !ops.is_empty()
+            && let Err(e) = link.run(&ops).await
+        {
+            tracing::warn!("MUPDATE resync of {} mailboxes failed: {e}", ops.len());
+        }
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(ImapError::Listen)?;
+    let shared = Arc::new(Shared::new(&config, store));
+    let listener_config = ListenerConfig {
+        max_connections: config.limits.max_connections,
+        ..ListenerConfig::default()
+    };
+    serve_with_shutdown(
+        listener,
+        listener_config,
+        move |tcp, peer, shutdown| {
+            let shared = shared.clone();
+            async move {
+                tracing::debug!("connection from {peer}");
+                Session::new(tcp, shared).run(shutdown).await;
+            }
+        },
+        |tcp| write_and_close(tcp, b"* BYE Too many connections\r\n"),
+    )
+    .await
+    .map_err(ImapError::Listen)
+}

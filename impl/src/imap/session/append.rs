@@ -1,0 +1,306 @@
+//! APPEND with one or many messages (RFC 3502), streamed to staging files.
+//!
+//! Each message literal goes straight from the socket buffer into its own staging file, so
+//! memory stays bounded by the read buffer whatever the message size. The messages are
+//! committed by one [`MailStore::append`] after the command's last literal: all or nothing.
+//! Faults are classified with the oracle's [`MessageFault`]; a refused command keeps the stream
+//! in sync through [`Session::skip_command`].
+//!
+//! [`MailStore::append`]: crate::imap::mailstore::MailStore::append
+
+use bytes::Bytes;
+use murder_model::multiappend::{MessageFault, uid_set};
+use tokio::io::AsyncWriteExt;
+
+use super::{End, Flow, Res, Session};
+use crate::imap::codec::command::{AppendHeadError, parse_append_message};
+use crate::imap::codec::datetime::InternalDate;
+use crate::imap::codec::framer::{Frame, LiteralSpec};
+use crate::imap::codec::parser::{Cursor, Piece};
+use crate::imap::faults::Fault;
+use crate::imap::mailstore::{StagedAppend, StagedPart, StoreError};
+
+/// The staging segment of one APPEND; removed on drop unless committed.
+struct Staging {
+    /// The segment file, once the first literal is accepted.
+    file: Option<(std::path::PathBuf, tokio::fs::File)>,
+    parts: Vec<StagedPart>,
+    len: u64,
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if let Some((path, _)) = &self.file {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// System flags APPEND may set (`\Recent` may not be set by clients).
+const SETTABLE: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
+
+/// Canonical spelling of an acceptable flag, or None.
+fn settable_flag(f: &str) -> Option<String> {
+    if f.starts_with('\\') {
+        SETTABLE
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(f))
+            .map(|s| s.to_string())
+    } else {
+        Some(f.to_string())
+    }
+}
+
+fn fault_answer(fault: MessageFault, detail: &str) -> (&'static str, String) {
+    match fault {
+        MessageFault::ZeroLength => (
+            "NO",
+            "Zero-length message literal refused; APPEND cancelled (RFC 3502)".into(),
+        ),
+        MessageFault::TooLarge => ("NO", format!("[TOOBIG] {detail}")),
+        MessageFault::BadFlag => ("NO", format!("Invalid flag: {detail}")),
+        MessageFault::BadDateTime => ("BAD", format!("Invalid date-time: {detail}")),
+        MessageFault::Aborted => ("BAD", detail.to_string()),
+    }
+}
+
+impl Session {
+    /// `tag APPEND` + `rest` (starting at the SP after APPEND) + literal announcement.
+    pub(super) async fn append(
+        &mut self,
+        tag: String,
+        rest: Bytes,
+        literal: Option<LiteralSpec>,
+    ) -> Res<Flow> {
+        if self.user.is_none() {
+            return self
+                .refuse(&tag, "BAD", "APPEND requires authentication", literal)
+                .await;
+        }
+        // The mailbox: an astring in the line, or a literal of its own.
+        let mut pieces = vec![Piece::Text(rest.clone())];
+        let mut lit = literal;
+        if rest.as_ref() == b" "
+            && let Some(spec) = lit
+        {
+            if spec.len > self.shared.limits.max_command_literal {
+                return self
+                    .refuse(&tag, "BAD", "Mailbox name literal too large", lit)
+                    .await;
+            }
+            lit = self.read_small_literal(spec, &mut pieces).await?;
+        }
+        let mut c = Cursor::new(&pieces);
+        let mailbox = match c.sp().and_then(|()| c.mailbox()) {
+            Ok(m) => m,
+            Err(e) => return self.refuse(&tag, "BAD", &format!("APPEND: {e}"), lit).await,
+        };
+        let head_text = Bytes::copy_from_slice(c.rest());
+        let Some(first_spec) = lit else {
+            self.tagged(&tag, "BAD", "APPEND: expected a message literal");
+            return Ok(Flow::Continue);
+        };
+        let user = self.user();
+        let store = self.shared.store.clone();
+        if !store.exists(&user, &mailbox) && !self.shared.faults.has(Fault::AutoCreateMailbox) {
+            let text = if self.shared.faults.has(Fault::NoTryCreate) {
+                "Mailbox does not exist"
+            } else {
+                "[TRYCREATE] Mailbox does not exist"
+            };
+            return self.refuse(&tag, "NO", text, lit).await;
+        }
+
+        let mut staging = Staging {
+            file: None,
+            parts: Vec::new(),
+            len: 0,
+        };
+        let mut head_text = head_text;
+        let mut spec = first_spec;
+        loop {
+            // Validate the message arguments before accepting its literal.
+            let fault = match parse_append_message(&head_text) {
+                Err(AppendHeadError::Syntax(e)) => {
+                    Some((MessageFault::Aborted, format!("APPEND: {e}")))
+                }
+                Err(AppendHeadError::BadDateTime) => Some((
+                    MessageFault::BadDateTime,
+                    String::from_utf8_lossy(&head_text).trim().to_string(),
+                )),
+                Ok(head) => {
+                    let flags: Option<Vec<String>> =
+                        head.flags.iter().map(|f| settable_flag(f)).collect();
+                    if let Some(bad) = head.flags.iter().find(|f| settable_flag(f).is_none()) {
+                        Some((MessageFault::BadFlag, bad.clone()))
+                    } else if spec.len == 0 && !self.shared.faults.has(Fault::ZeroLengthAccepted) {
+                        Some((MessageFault::ZeroLength, String::new()))
+                    } else if spec.len > self.shared.limits.max_message_size {
+                        Some((
+                            MessageFault::TooLarge,
+                            format!(
+                                "Message of {} octets exceeds the limit of {}",
+                                spec.len, self.shared.limits.max_message_size
+                            ),
+                        ))
+                    } else if staging.parts.len() >= self.shared.limits.max_messages_per_append {
+                        Some((
+                            MessageFault::TooLarge,
+                            format!(
+                                "More than {} messages in one APPEND",
+                                self.shared.limits.max_messages_per_append
+                            ),
+                        ))
+                    } else {
+                        let date = head.date.unwrap_or_else(InternalDate::now);
+                        self.receive_message(&mut staging, spec, flags.unwrap_or_default(), date)
+                            .await?;
+                        None
+                    }
+                }
+            };
+            if let Some((fault, detail)) = fault {
+                drop(staging);
+                let (status, text) = fault_answer(fault, &detail);
+                return self.refuse(&tag, status, &text, Some(spec)).await;
+            }
+            let (text, next) = self.next_line().await?;
+            match next {
+                Some(s) => {
+                    head_text = text;
+                    spec = s;
+                }
+                None if text.is_empty() => break,
+                None => {
+                    self.tagged(
+                        &tag,
+                        "BAD",
+                        "APPEND: unexpected text after a message literal",
+                    );
+                    return Ok(Flow::Continue);
+                }
+            }
+        }
+        self.commit_append(&tag, &mailbox, staging).await
+    }
+
+    /// Accept one literal and stream it onto the end of the staging segment.
+    async fn receive_message(
+        &mut self,
+        staging: &mut Staging,
+        spec: LiteralSpec,
+        flags: Vec<String>,
+        date: InternalDate,
+    ) -> Res<()> {
+        if staging.file.is_none() {
+            let path = self.shared.store.staging_path();
+            let file = tokio::fs::File::create(&path).await?;
+            staging.file = Some((path, file));
+        }
+        staging.parts.push(StagedPart {
+            offset: staging.len,
+            size: spec.len,
+            flags,
+            date,
+        });
+        staging.len += spec.len;
+        if spec.sync {
+            self.framer.accept_literal();
+            self.push_line("+ Ready for literal data");
+            self.flush().await?;
+        }
+        loop {
+            match self.next_frame(false).await? {
+                Frame::LiteralData(b) => {
+                    if let Some((_, file)) = staging.file.as_mut() {
+                        file.write_all(&b).await?;
+                    }
+                }
+                Frame::LiteralEnd => return Ok(()),
+                Frame::Line { .. } => {
+                    self.push_line("* BYE internal framing error");
+                    return Err(End::Closed);
+                }
+            }
+        }
+    }
+
+    async fn commit_append(&mut self, tag: &str, mailbox: &str, mut staging: Staging) -> Res<Flow> {
+        // From here the segment's removal on failure is `cleanup`'s job.
+        let Some((path, mut file)) = staging.file.take() else {
+            self.tagged(tag, "BAD", "APPEND: expected a message literal");
+            return Ok(Flow::Continue);
+        };
+        let cleanup = RemoveOnDrop(Some(path.clone()));
+        // One fsync for the whole command's segment.
+        let synced = async {
+            file.flush().await?;
+            file.sync_data().await
+        }
+        .await;
+        drop(file);
+        let staged = StagedAppend {
+            path,
+            parts: std::mem::take(&mut staging.parts),
+        };
+        if let Err(e) = synced {
+            self.tagged(tag, "NO", &format!("APPEND failed: {e}"));
+            return Ok(Flow::Continue);
+        }
+        let store = self.shared.store.clone();
+        let (user, name) = (self.user(), mailbox.to_string());
+        let result = tokio::task::spawn_blocking(move || store.append(&user, &name, &staged)).await;
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.tagged(tag, "NO", &format!("APPEND failed: {e}"));
+                return Ok(Flow::Continue);
+            }
+        };
+        match result {
+            Ok(done) => {
+                // Committed: the segment was renamed into the mailbox.
+                cleanup.disarm();
+                if self.selected.as_ref().is_some_and(|s| s.name == mailbox) {
+                    self.sync_selected_inner(true, true);
+                }
+                let uids: Vec<u32> = if self.shared.faults.has(Fault::AppendUidOffByOne) {
+                    done.uids.iter().map(|u| u.saturating_add(1)).collect()
+                } else {
+                    done.uids
+                };
+                self.tagged(
+                    tag,
+                    "OK",
+                    &format!(
+                        "[APPENDUID {} {}] APPEND completed",
+                        done.uid_validity,
+                        uid_set(&uids)
+                    ),
+                );
+            }
+            Err(StoreError::NoMailbox) if !self.shared.faults.has(Fault::NoTryCreate) => {
+                self.tagged(tag, "NO", "[TRYCREATE] Mailbox does not exist")
+            }
+            Err(e) => self.tagged(tag, "NO", &format!("APPEND failed: {e}")),
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// Removes a staging file when dropped, unless disarmed (after a successful commit).
+struct RemoveOnDrop(Option<std::path::PathBuf>);
+
+impl RemoveOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}

@@ -1,0 +1,1054 @@
+//! One IMAP connection: reading frames, dispatching commands, keeping the selected mailbox's
+//! view (message sequence numbers) in step with the store.
+//!
+//! The selected view is the list of UIDs this session has announced. New messages are
+//! announced with `* n EXISTS` / `* r RECENT` as soon as the store publishes them (also while
+//! the client is idle, RFC 3501 7.3.1 allows it); expunges only when a command other than
+//! FETCH, STORE or SEARCH completes (RFC 3501 7.4.1).
+
+mod append;
+mod fetch;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::Config;
+use super::Limits;
+use super::codec::command::{Command, StatusItem, parse_command, parse_tag_and_name};
+use super::codec::framer::{Frame, FrameError, Framer, LiteralSpec};
+use super::codec::parser::{Cursor, Piece};
+use super::codec::response::push_mailbox;
+use super::faults::{Fault, Faults};
+use super::mailstore::{MailStore, StoreError};
+use super::mupdate_link::{MupdateError, MupdateLink, MupdateOp, mupdate_name, owner_acl};
+use crate::auth::sasl::{decode_base64_line, decode_initial_response, encode_base64, is_cancel};
+use crate::auth::{AuthzPolicy, Mechanism, SaslServer, SaslStep, UserDb};
+use crate::net::{ShutdownSignal, Stream};
+
+/// Most pieces (line parts and literals) a command other than APPEND may have.
+const MAX_COMMAND_PIECES: usize = 64;
+
+/// What every session shares.
+pub struct Shared {
+    /// The store.
+    pub store: Arc<MailStore>,
+    /// Users.
+    pub users: Arc<UserDb>,
+    /// STARTTLS acceptor.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// LOGINDISABLED before TLS.
+    pub require_tls: bool,
+    /// Backend mode.
+    pub mupdate: Option<MupdateLink>,
+    /// Limits.
+    pub limits: Limits,
+    /// Faults.
+    pub faults: Faults,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+impl Shared {
+    /// From the configuration and the opened store.
+    pub fn new(config: &Config, store: Arc<MailStore>) -> Shared {
+        Shared {
+            store,
+            users: config.users.clone(),
+            tls: config.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+            require_tls: config.require_tls,
+            mupdate: config.mupdate.clone(),
+            limits: config.limits.clone(),
+            faults: config.faults.clone(),
+        }
+    }
+}
+
+/// Why a session ends.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// Clean end (LOGOUT, EOF, BYE sent).
+    Closed,
+    /// I/O error.
+    Io(std::io::Error),
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl From<std::io::Error> for End {
+    fn from(e: std::io::Error) -> Self {
+        End::Io(e)
+    }
+}
+
+type Res<T> = Result<T, End>;
+
+/// The selected mailbox.
+#[derive(Debug)]
+pub(crate) struct Selected {
+    pub name: String,
+    pub id: u64,
+    pub read_only: bool,
+    /// UIDs in message-sequence order (seq = index + 1).
+    pub uids: Vec<u32>,
+    /// UIDs this session reports as \Recent.
+    pub recent: BTreeSet<u32>,
+    pub watch: watch::Receiver<u64>,
+}
+
+/// A connection's protocol state.
+pub struct Session {
+    conn: Stream,
+    rbuf: BytesMut,
+    out: Vec<u8>,
+    framer: Framer,
+    shared: Arc<Shared>,
+    user: Option<String>,
+    selected: Option<Selected>,
+}
+
+enum Flow {
+    Continue,
+    Close,
+    /// STARTTLS answered OK: hand the connection to TLS (done by [`Session::run`], which owns
+    /// the stream).
+    StartTls(tokio_rustls::TlsAcceptor),
+}
+
+impl Session {
+    /// A session on a fresh connection.
+    pub fn new(tcp: TcpStream, shared: Arc<Shared>) -> Session {
+        Session {
+            conn: Stream::Plain(tcp),
+            rbuf: BytesMut::with_capacity(shared.limits.read_chunk),
+            out: Vec::with_capacity(4096),
+            framer: Framer::new(shared.limits.max_line),
+            shared,
+            user: None,
+            selected: None,
+        }
+    }
+
+    /// Serve the connection until LOGOUT, EOF, error or timeout.
+    pub async fn run(mut self, shutdown: ShutdownSignal) {
+        self.push_line(&format!(
+            "* OK [CAPABILITY {}] imapd ready",
+            self.capabilities()
+        ));
+        loop {
+            let result = tokio::select! {
+                r = self.serve() => r,
+                _ = shutdown.wait() => Err(End::Shutdown),
+            };
+            match result {
+                Ok(Flow::StartTls(acceptor)) => {
+                    // Anything the client pipelined after STARTTLS was sent in plaintext:
+                    // discard it (RFC 3501 6.2.1; the STARTTLS command-injection attack).
+                    let kept = if self.shared.faults.has(Fault::StarttlsExecutesPipelined) {
+                        std::mem::take(&mut self.rbuf)
+                    } else {
+                        BytesMut::new()
+                    };
+                    let handshake = self.conn.upgrade_discarding(&acceptor, &mut self.rbuf);
+                    match tokio::time::timeout(self.shared.limits.idle_timeout, handshake).await {
+                        Ok(Ok(tls)) => self.conn = tls,
+                        Ok(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
+                        Err(_) => return tracing::debug!("TLS handshake timed out"),
+                    }
+                    self.framer = Framer::new(self.shared.limits.max_line);
+                    self.rbuf = kept;
+                    continue;
+                }
+                Ok(Flow::Continue | Flow::Close) | Err(End::Closed) => {}
+                Err(End::Shutdown) => self.push_line("* BYE Server shutting down"),
+                Err(End::Io(e)) => tracing::debug!("connection ended: {e}"),
+            }
+            let _ = self.flush().await;
+            let _ = self.conn.shutdown().await;
+            return;
+        }
+    }
+
+    async fn serve(&mut self) -> Res<Flow> {
+        self.flush().await?;
+        loop {
+            let frame = self.next_frame(true).await?;
+            let Frame::Line { text, literal } = frame else {
+                continue;
+            };
+            match self.command(text, literal).await? {
+                Flow::Continue => {}
+                flow => {
+                    self.flush().await?;
+                    return Ok(flow);
+                }
+            }
+            self.flush().await?;
+        }
+    }
+
+    fn capabilities(&self) -> String {
+        let mut caps = String::from("IMAP4rev1 LITERAL+ MULTIAPPEND UIDPLUS SASL-IR");
+        if self.shared.tls.is_some() && !self.conn.is_tls() {
+            caps.push_str(" STARTTLS");
+        }
+        if self.login_disabled() {
+            caps.push_str(" LOGINDISABLED");
+        } else {
+            caps.push_str(" AUTH=PLAIN AUTH=LOGIN");
+        }
+        caps
+    }
+
+    fn login_disabled(&self) -> bool {
+        self.shared.require_tls && !self.conn.is_tls()
+    }
+
+    // ---- output ----
+
+    fn push_line(&mut self, s: &str) {
+        self.out.extend_from_slice(s.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    fn tagged(&mut self, tag: &str, status: &str, text: &str) {
+        self.push_line(&format!("{tag} {status} {text}"));
+    }
+
+    async fn flush(&mut self) -> Res<()> {
+        if !self.out.is_empty() {
+            self.conn.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        self.conn.flush().await?;
+        Ok(())
+    }
+
+    // ---- input ----
+
+    /// Read more bytes; while `idle` and a mailbox is selected, announce new messages.
+    async fn read_more(&mut self, idle: bool) -> Res<()> {
+        let timeout = self.shared.limits.idle_timeout;
+        self.rbuf.reserve(self.shared.limits.read_chunk);
+        loop {
+            let watching = idle && self.selected.is_some();
+            let read = async {
+                if watching {
+                    let sel = self.selected.as_mut()?;
+                    tokio::select! {
+                        r = self.conn.read_buf(&mut self.rbuf) => Some(r),
+                        _ = sel.watch.changed() => None,
+                    }
+                } else {
+                    Some(self.conn.read_buf(&mut self.rbuf).await)
+                }
+            };
+            match tokio::time::timeout(timeout, read).await {
+                Err(_) => {
+                    self.push_line("* BYE Autologout; idle for too long");
+                    return Err(End::Closed);
+                }
+                Ok(None) => {
+                    // The selected mailbox changed while we wait for the client.
+                    self.sync_selected(false);
+                    self.flush().await?;
+                }
+                Ok(Some(Ok(0))) => return Err(End::Closed),
+                Ok(Some(Ok(_))) => return Ok(()),
+                Ok(Some(Err(e))) => return Err(End::Io(e)),
+            }
+        }
+    }
+
+    /// The next frame. A recoverable framing error is answered with an untagged BAD and the
+    /// next frame is returned; a fatal one ends the session with BYE.
+    async fn next_frame(&mut self, idle: bool) -> Res<Frame> {
+        loop {
+            match self.framer.next_frame(&mut self.rbuf) {
+                Ok(Some(f)) => return Ok(f),
+                Ok(None) => self.read_more(idle && self.framer.at_line_start()).await?,
+                Err(e @ FrameError::BareLf) => {
+                    self.push_line(&format!("* BAD {e}"));
+                }
+                Err(e) => {
+                    self.push_line(&format!("* BYE {e}"));
+                    return Err(End::Closed);
+                }
+            }
+        }
+    }
+
+    /// Inside a command: the next line (after a literal).
+    async fn next_line(&mut self) -> Res<(Bytes, Option<LiteralSpec>)> {
+        match self.next_frame(false).await? {
+            Frame::Line { text, literal } => Ok((text, literal)),
+            // Cannot happen: literal frames only follow a literal announcement.
+            _ => {
+                self.push_line("* BYE internal framing error");
+                Err(End::Closed)
+            }
+        }
+    }
+
+    /// Accept a small (already size-checked) literal, read it and the line after it into
+    /// `pieces`; returns the literal announced at the end of that line.
+    async fn read_small_literal(
+        &mut self,
+        spec: LiteralSpec,
+        pieces: &mut Vec<Piece>,
+    ) -> Res<Option<LiteralSpec>> {
+        if spec.sync {
+            self.framer.accept_literal();
+            self.push_line("+ Ready for literal data");
+            self.flush().await?;
+        }
+        let data = self.read_literal().await?;
+        pieces.push(Piece::Literal(Bytes::from(data)));
+        let (t, l) = self.next_line().await?;
+        pieces.push(Piece::Text(t));
+        Ok(l)
+    }
+
+    /// Read a whole (small, already size-checked) literal into memory.
+    async fn read_literal(&mut self) -> Res<Vec<u8>> {
+        let mut data = Vec::new();
+        loop {
+            match self.next_frame(false).await? {
+                Frame::LiteralData(b) => data.extend_from_slice(&b),
+                Frame::LiteralEnd => return Ok(data),
+                Frame::Line { .. } => {
+                    self.push_line("* BYE internal framing error");
+                    return Err(End::Closed);
+                }
+            }
+        }
+    }
+
+    /// The client announced literal `spec` but the command is refused: keep the stream in
+    /// sync. For `{n}` nothing was sent; for `{n+}` consume the literal and every following
+    /// `{n+}` of the same command, up to its end or a `{n}` (which the tagged answer refuses).
+    /// Returns false when the connection must be closed (oversized `{n+}`: BYE sent).
+    async fn skip_command(&mut self, spec: Option<LiteralSpec>) -> Res<bool> {
+        let mut spec = spec;
+        while let Some(s) = spec {
+            if s.sync {
+                self.framer.reject_literal();
+                return Ok(true);
+            }
+            if self
+                .shared
+                .faults
+                .has(Fault::ExecutePipelinedAfterRejectedAppend)
+            {
+                self.framer.abandon_literal();
+                return Ok(true);
+            }
+            if s.len > self.shared.limits.max_message_size {
+                if self.shared.faults.has(Fault::LiteralPlusNotConsumed) {
+                    self.framer.abandon_literal();
+                    return Ok(true);
+                }
+                return Ok(false);
+            }
+            loop {
+                match self.next_frame(false).await? {
+                    Frame::LiteralData(_) => {}
+                    Frame::LiteralEnd => break,
+                    Frame::Line { .. } => break,
+                }
+            }
+            spec = self.next_line().await?.1;
+        }
+        Ok(true)
+    }
+
+    /// Answer a refused command after [`Session::skip_command`].
+    async fn refuse(
+        &mut self,
+        tag: &str,
+        status: &str,
+        text: &str,
+        spec: Option<LiteralSpec>,
+    ) -> Res<Flow> {
+        let in_sync = self.skip_command(spec).await?;
+        self.tagged(tag, status, text);
+        if !in_sync {
+            self.push_line("* BYE Literal too large; closing to keep the stream in sync");
+            return Ok(Flow::Close);
+        }
+        Ok(Flow::Continue)
+    }
+
+    // ---- commands ----
+
+    async fn command(&mut self, text: Bytes, literal: Option<LiteralSpec>) -> Res<Flow> {
+        let first = [Piece::Text(text.clone())];
+        let mut c = Cursor::new(&first);
+        let (tag, name) = match parse_tag_and_name(&mut c) {
+            Ok(x) => x,
+            Err(e) => {
+                let tag = e.tag.unwrap_or_else(|| "*".to_string());
+                return self.refuse(&tag, "BAD", &e.message, literal).await;
+            }
+        };
+        if name == "APPEND" {
+            let rest = text.slice(c.offset()..);
+            return self.append(tag, rest, literal).await;
+        }
+        let mut pieces = vec![Piece::Text(text)];
+        let mut lit = literal;
+        // Literals of one command count together against the limit; so do their number.
+        let mut total: u64 = 0;
+        while let Some(spec) = lit {
+            total = total.saturating_add(spec.len);
+            if total > self.shared.limits.max_command_literal || pieces.len() > MAX_COMMAND_PIECES {
+                let msg = format!(
+                    "Literals of this command exceed the limit of {} octets or {} literals",
+                    self.shared.limits.max_command_literal,
+                    MAX_COMMAND_PIECES / 2
+                );
+                if spec.sync {
+                    self.framer.reject_literal();
+                    self.tagged(&tag, "BAD", &msg);
+                    return Ok(Flow::Continue);
+                }
+                return self.refuse(&tag, "BAD", &msg, Some(spec)).await;
+            }
+            lit = self.read_small_literal(spec, &mut pieces).await?;
+        }
+        let mut c = Cursor::new(&pieces);
+        let parsed = parse_tag_and_name(&mut c)
+            .map_err(|e| e.message)
+            .and_then(|_| parse_command(&name, &mut c).map_err(|e| e.to_string()));
+        let cmd = match parsed {
+            Ok(cmd) => cmd,
+            Err(msg) => {
+                self.tagged(&tag, "BAD", &format!("{name}: {msg}"));
+                return Ok(Flow::Continue);
+            }
+        };
+        self.execute(&tag, cmd).await
+    }
+
+    async fn execute(&mut self, tag: &str, cmd: Command) -> Res<Flow> {
+        let needs_auth = !matches!(
+            cmd,
+            Command::Capability
+                | Command::Noop
+                | Command::Logout
+                | Command::StartTls
+                | Command::Login { .. }
+                | Command::Authenticate { .. }
+        );
+        if needs_auth && self.user.is_none() {
+            self.tagged(
+                tag,
+                "BAD",
+                "Command requires authentication (LOGIN or AUTHENTICATE)",
+            );
+            return Ok(Flow::Continue);
+        }
+        let needs_selected = matches!(
+            cmd,
+            Command::Check
+                | Command::Close
+                | Command::Expunge
+                | Command::Search { .. }
+                | Command::Fetch { .. }
+                | Command::Store { .. }
+                | Command::Copy { .. }
+        );
+        if needs_selected && self.selected.is_none() {
+            self.tagged(tag, "BAD", "No mailbox selected");
+            return Ok(Flow::Continue);
+        }
+        match cmd {
+            Command::Capability => {
+                let caps = self.capabilities();
+                self.push_line(&format!("* CAPABILITY {caps}"));
+                self.tagged(tag, "OK", "CAPABILITY completed");
+            }
+            Command::Noop | Command::Check => {
+                self.sync_selected(true);
+                self.tagged(tag, "OK", "NOOP completed");
+            }
+            Command::Logout => {
+                self.push_line("* BYE imapd logging out");
+                self.tagged(tag, "OK", "LOGOUT completed");
+                return Ok(Flow::Close);
+            }
+            Command::StartTls => return self.starttls(tag).await,
+            Command::Login { user, password } => {
+                if self.user.is_some() {
+                    self.tagged(tag, "BAD", "Already authenticated");
+                } else if self.login_disabled() {
+                    self.tagged(
+                        tag,
+                        "NO",
+                        "[PRIVACYREQUIRED] LOGIN is disabled before STARTTLS",
+                    );
+                } else {
+                    self.login(tag, &user, &password).await;
+                }
+            }
+            Command::Authenticate { mechanism, initial } => {
+                return self.authenticate(tag, &mechanism, initial).await;
+            }
+            Command::Select(m) => self.select(tag, m, false),
+            Command::Examine(m) => self.select(tag, m, true),
+            Command::Create(m) => self.create(tag, &m).await,
+            Command::Delete(m) => self.delete(tag, &m).await,
+            Command::Rename(a, b) => self.rename(tag, &a, &b).await,
+            Command::Subscribe(m) => self.subscribe(tag, &m, true),
+            Command::Unsubscribe(m) => self.subscribe(tag, &m, false),
+            Command::List(r, p) => self.list(tag, &r, &p, false),
+            Command::Lsub(r, p) => self.list(tag, &r, &p, true),
+            Command::Status(m, items) => self.status(tag, &m, &items),
+            Command::Close => {
+                if let Some(sel) = self.selected.take()
+                    && !sel.read_only
+                {
+                    let store = self.shared.store.clone();
+                    let _ = tokio::task::spawn_blocking(move || store.expunge(sel.id)).await;
+                }
+                self.tagged(tag, "OK", "CLOSE completed");
+            }
+            Command::Expunge => self.expunge(tag).await,
+            Command::Search { uid, keys } => self.search(tag, uid, &keys),
+            Command::Fetch { uid, set, attrs } => self.fetch(tag, uid, &set, &attrs).await?,
+            Command::Store {
+                uid,
+                set,
+                op,
+                silent,
+                flags,
+            } => self.store(tag, uid, &set, op, silent, &flags).await,
+            Command::Copy { .. } => {
+                self.tagged(
+                    tag,
+                    "NO",
+                    "COPY is not supported by this server; use APPEND",
+                );
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn user(&self) -> String {
+        self.user.clone().unwrap_or_default()
+    }
+
+    async fn starttls(&mut self, tag: &str) -> Res<Flow> {
+        let Some(acceptor) = self.shared.tls.clone() else {
+            self.tagged(
+                tag,
+                "BAD",
+                "STARTTLS is not available (no certificate configured)",
+            );
+            return Ok(Flow::Continue);
+        };
+        if self.conn.is_tls() || self.user.is_some() {
+            self.tagged(
+                tag,
+                "BAD",
+                "STARTTLS only in the not-authenticated state without TLS",
+            );
+            return Ok(Flow::Continue);
+        }
+        self.tagged(tag, "OK", "Begin TLS negotiation now");
+        Ok(Flow::StartTls(acceptor))
+    }
+
+    async fn login(&mut self, tag: &str, user: &[u8], password: &[u8]) {
+        let Ok(user) = std::str::from_utf8(user) else {
+            self.tagged(tag, "NO", "[AUTHENTICATIONFAILED] Invalid credentials");
+            return;
+        };
+        if self.shared.users.verify(user, password) {
+            self.logged_in(user).await;
+            self.tagged(
+                tag,
+                "OK",
+                &format!("[CAPABILITY {}] LOGIN completed", self.capabilities()),
+            );
+        } else {
+            self.tagged(tag, "NO", "[AUTHENTICATIONFAILED] Invalid credentials");
+        }
+    }
+
+    async fn logged_in(&mut self, user: &str) {
+        self.user = Some(user.to_string());
+        if !self.shared.store.exists(user, "INBOX")
+            && let Err(e) = self.create_mailbox(user, "INBOX").await
+        {
+            tracing::warn!("cannot create INBOX of {user}: {e}");
+        }
+    }
+
+    async fn authenticate(
+        &mut self,
+        tag: &str,
+        mechanism: &str,
+        initial: Option<Vec<u8>>,
+    ) -> Res<Flow> {
+        if self.user.is_some() {
+            self.tagged(tag, "BAD", "Already authenticated");
+            return Ok(Flow::Continue);
+        }
+        let Some(mech) = Mechanism::from_name(mechanism.as_bytes()) else {
+            self.tagged(tag, "NO", "Unsupported SASL mechanism (PLAIN, LOGIN)");
+            return Ok(Flow::Continue);
+        };
+        if self.login_disabled() {
+            self.tagged(
+                tag,
+                "NO",
+                "[PRIVACYREQUIRED] Authentication is disabled before STARTTLS",
+            );
+            return Ok(Flow::Continue);
+        }
+        let mut sasl = SaslServer::new(mech, self.shared.users.clone(), AuthzPolicy::default());
+        let initial = match initial.as_deref().map(decode_initial_response) {
+            None => None,
+            Some(Ok(v)) => Some(v),
+            Some(Err(e)) => {
+                self.tagged(tag, "BAD", &format!("Initial response: {e}"));
+                return Ok(Flow::Continue);
+            }
+        };
+        let mut step = sasl.start(initial.as_deref());
+        loop {
+            match step {
+                SaslStep::Challenge(c) => {
+                    self.push_line(&format!("+ {}", encode_base64(&c)));
+                    self.flush().await?;
+                    let (line, lit) = self.next_line().await?;
+                    if lit.is_some() {
+                        return self
+                            .refuse(tag, "BAD", "SASL response must be a base64 line", lit)
+                            .await;
+                    }
+                    step = if is_cancel(&line) {
+                        sasl.cancel()
+                    } else {
+                        match decode_base64_line(&line) {
+                            Ok(r) => sasl.step(&r),
+                            Err(e) => {
+                                self.tagged(tag, "BAD", &format!("SASL response: {e}"));
+                                return Ok(Flow::Continue);
+                            }
+                        }
+                    };
+                }
+                SaslStep::Success(id) => {
+                    self.logged_in(&id.authzid).await;
+                    let caps = self.capabilities();
+                    self.tagged(
+                        tag,
+                        "OK",
+                        &format!("[CAPABILITY {caps}] AUTHENTICATE completed"),
+                    );
+                    return Ok(Flow::Continue);
+                }
+                SaslStep::Failure(crate::auth::SaslFailure::Cancelled) => {
+                    self.tagged(tag, "BAD", "Authentication cancelled");
+                    return Ok(Flow::Continue);
+                }
+                SaslStep::Failure(crate::auth::SaslFailure::MalformedResponse(r)) => {
+                    self.tagged(tag, "BAD", &format!("Malformed SASL response: {r}"));
+                    return Ok(Flow::Continue);
+                }
+                SaslStep::Failure(_) => {
+                    self.tagged(tag, "NO", "[AUTHENTICATIONFAILED] Invalid credentials");
+                    return Ok(Flow::Continue);
+                }
+            }
+        }
+    }
+
+    fn select(&mut self, tag: &str, name: String, read_only: bool) {
+        self.selected = None;
+        let user = self.user();
+        let store = self.shared.store.clone();
+        let Some(view) = store.view(&user, &name) else {
+            self.tagged(tag, "NO", "No such mailbox");
+            return;
+        };
+        let recent: BTreeSet<u32> = if read_only {
+            BTreeSet::new()
+        } else {
+            store.claim_recent(view.id).into_iter().collect()
+        };
+        let uids: Vec<u32> = view.messages.keys().copied().collect();
+        let first_unseen = view
+            .messages
+            .values()
+            .position(|m| !m.flags.contains("\\Seen"));
+        self.push_line("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
+        self.push_line(
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Limited",
+        );
+        self.push_line(&format!("* {} EXISTS", uids.len()));
+        self.push_line(&format!("* {} RECENT", recent.len()));
+        if let Some(p) = first_unseen {
+            self.push_line(&format!("* OK [UNSEEN {}] First unseen", p + 1));
+        }
+        self.push_line(&format!(
+            "* OK [UIDVALIDITY {}] UIDs valid",
+            view.uid_validity
+        ));
+        self.push_line(&format!(
+            "* OK [UIDNEXT {}] Predicted next UID",
+            view.uid_next
+        ));
+        let watch = store.watch(view.id);
+        self.selected = Some(Selected {
+            name,
+            id: view.id,
+            read_only,
+            uids,
+            recent,
+            watch,
+        });
+        let (code, cmd) = if read_only {
+            ("[READ-ONLY]", "EXAMINE")
+        } else {
+            ("[READ-WRITE]", "SELECT")
+        };
+        self.tagged(tag, "OK", &format!("{code} {cmd} completed"));
+    }
+
+    /// Bring the selected view up to date: EXPUNGE (only if `allow_expunge`), then EXISTS and
+    /// RECENT for new messages.
+    fn sync_selected(&mut self, allow_expunge: bool) {
+        let announce_new = !self.shared.faults.has(Fault::NoExistsToOtherSessions);
+        self.sync_selected_inner(allow_expunge, announce_new);
+    }
+
+    /// [`Session::sync_selected`]; `announce_new` false only under the
+    /// `NoExistsToOtherSessions` fault (then only the appending session learns of new
+    /// messages).
+    fn sync_selected_inner(&mut self, allow_expunge: bool, announce_new: bool) {
+        let store = self.shared.store.clone();
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        sel.watch.borrow_and_update();
+        let view = store.view_by_id(sel.id);
+        let mut lines = Vec::new();
+        if allow_expunge {
+            let live = |u: &u32| view.as_ref().is_some_and(|v| v.messages.contains_key(u));
+            for i in (0..sel.uids.len()).rev() {
+                if let Some(u) = sel.uids.get(i)
+                    && !live(u)
+                {
+                    lines.push(format!("* {} EXPUNGE", i + 1));
+                    sel.recent.remove(u);
+                    sel.uids.remove(i);
+                }
+            }
+        }
+        if let Some(view) = view.filter(|_| announce_new) {
+            let last = sel.uids.last().copied().unwrap_or(0);
+            let new: Vec<u32> = view
+                .messages
+                .range(last.saturating_add(1)..)
+                .map(|(u, _)| *u)
+                .collect();
+            if !new.is_empty() {
+                sel.uids.extend(&new);
+                if !sel.read_only {
+                    sel.recent.extend(store.claim_recent(sel.id));
+                }
+                lines.push(format!("* {} EXISTS", sel.uids.len()));
+                lines.push(format!("* {} RECENT", sel.recent.len()));
+            }
+        }
+        for l in lines {
+            self.push_line(&l);
+        }
+    }
+
+    /// CREATE, going through RESERVE/ACTIVATE in backend mode (RFC 3656 4.9).
+    async fn create_mailbox(&self, user: &str, name: &str) -> Result<(), String> {
+        let store = self.shared.store.clone();
+        if store.exists(user, name) {
+            return Err("Mailbox already exists".into());
+        }
+        let link = self.shared.mupdate.clone();
+        let mname = mupdate_name(user, name);
+        if let Some(link) = &link {
+            link.one(MupdateOp::Reserve(mname.clone()))
+                .await
+                .map_err(|e| match e {
+                    MupdateError::Refused(r) => format!("Mailbox reserved elsewhere ({r})"),
+                    MupdateError::Unavailable(r) => format!("[UNAVAILABLE] {r}"),
+                })?;
+        }
+        let (u, n) = (user.to_string(), name.to_string());
+        let local = tokio::task::spawn_blocking(move || store.create(&u, &n))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = local {
+            if let Some(link) = &link
+                && let Err(d) = link.one(MupdateOp::Delete(mname.clone())).await
+            {
+                tracing::warn!("cannot release reservation of {mname}: {d}");
+            }
+            return Err(e);
+        }
+        if let Some(link) = &link {
+            let activate = MupdateOp::Activate {
+                name: mname.clone(),
+                acl: owner_acl(user),
+            };
+            if let Err(e) = link.one(activate).await {
+                let store = self.shared.store.clone();
+                let (u, n) = (user.to_string(), name.to_string());
+                let _ = tokio::task::spawn_blocking(move || store.delete(&u, &n)).await;
+                let _ = link.one(MupdateOp::Delete(mname)).await;
+                return Err(format!("[UNAVAILABLE] ACTIVATE failed: {e}"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn create(&mut self, tag: &str, name: &str) {
+        let user = self.user();
+        let name = name.trim_end_matches('/');
+        match self.create_mailbox(&user, name).await {
+            Ok(()) => self.tagged(tag, "OK", "CREATE completed"),
+            Err(e) => self.tagged(tag, "NO", &e),
+        }
+    }
+
+    async fn delete(&mut self, tag: &str, name: &str) {
+        let user = self.user();
+        if name == "INBOX" {
+            self.tagged(tag, "NO", "INBOX cannot be deleted");
+            return;
+        }
+        if self.selected.as_ref().is_some_and(|s| s.name == name) {
+            self.selected = None;
+        }
+        let store = self.shared.store.clone();
+        let (u, n) = (user.clone(), name.to_string());
+        match tokio::task::spawn_blocking(move || store.delete(&u, &n)).await {
+            Ok(Ok(())) => {
+                if let Some(link) = &self.shared.mupdate
+                    && let Err(e) = link.one(MupdateOp::Delete(mupdate_name(&user, name))).await
+                {
+                    tracing::warn!("MUPDATE DELETE of {name} failed: {e}");
+                }
+                self.tagged(tag, "OK", "DELETE completed");
+            }
+            Ok(Err(StoreError::NoMailbox)) => self.tagged(tag, "NO", "No such mailbox"),
+            Ok(Err(e)) => self.tagged(tag, "NO", &format!("DELETE failed: {e}")),
+            Err(e) => self.tagged(tag, "NO", &format!("DELETE failed: {e}")),
+        }
+    }
+
+    async fn rename(&mut self, tag: &str, from: &str, to: &str) {
+        let user = self.user();
+        if from == "INBOX" {
+            self.tagged(tag, "NO", "Renaming INBOX is not supported");
+            return;
+        }
+        if !self.shared.store.exists(&user, from) {
+            self.tagged(tag, "NO", "No such mailbox");
+            return;
+        }
+        if self.shared.store.exists(&user, to) {
+            self.tagged(tag, "NO", "Target mailbox already exists");
+            return;
+        }
+        let (old, new) = (mupdate_name(&user, from), mupdate_name(&user, to));
+        if let Some(link) = &self.shared.mupdate
+            && let Err(e) = link.one(MupdateOp::Reserve(new.clone())).await
+        {
+            self.tagged(tag, "NO", &format!("Cannot reserve the new name: {e}"));
+            return;
+        }
+        let store = self.shared.store.clone();
+        let (u, f, t) = (user.clone(), from.to_string(), to.to_string());
+        let r = tokio::task::spawn_blocking(move || store.rename(&u, &f, &t)).await;
+        match r {
+            Ok(Ok(())) => {
+                if let Some(link) = &self.shared.mupdate {
+                    let ops = [
+                        MupdateOp::Activate {
+                            name: new,
+                            acl: owner_acl(&user),
+                        },
+                        MupdateOp::Delete(old),
+                    ];
+                    if let Err(e) = link.run(&ops).await {
+                        tracing::warn!("MUPDATE update after RENAME failed: {e}");
+                    }
+                }
+                if let Some(sel) = self.selected.as_mut()
+                    && sel.name == from
+                {
+                    sel.name = to.to_string();
+                }
+                self.tagged(tag, "OK", "RENAME completed");
+            }
+            other => {
+                if let Some(link) = &self.shared.mupdate {
+                    let _ = link.one(MupdateOp::Delete(new)).await;
+                }
+                let msg = match other {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                    Ok(Ok(())) => String::new(),
+                };
+                self.tagged(tag, "NO", &format!("RENAME failed: {msg}"));
+            }
+        }
+    }
+
+    fn subscribe(&mut self, tag: &str, name: &str, on: bool) {
+        let user = self.user();
+        match self.shared.store.subscribe(&user, name, on) {
+            Ok(()) => self.tagged(tag, "OK", "Completed"),
+            Err(e) => self.tagged(tag, "NO", &e.to_string()),
+        }
+    }
+
+    fn list(&mut self, tag: &str, reference: &[u8], pattern: &[u8], lsub: bool) {
+        let cmd = if lsub { "LSUB" } else { "LIST" };
+        if pattern.is_empty() && !lsub {
+            self.push_line("* LIST (\\Noselect) \"/\" \"\"");
+            self.tagged(tag, "OK", "LIST completed");
+            return;
+        }
+        let mut full = reference.to_vec();
+        full.extend_from_slice(pattern);
+        let full = String::from_utf8_lossy(&full).into_owned();
+        let user = self.user();
+        let names = if lsub {
+            self.shared.store.subscriptions(&user)
+        } else {
+            self.shared.store.list(&user)
+        };
+        for n in names {
+            if list_match(full.as_bytes(), n.as_bytes())
+                || (n == "INBOX" && list_match(full.to_ascii_uppercase().as_bytes(), b"INBOX"))
+            {
+                let mut line = format!("* {cmd} () \"/\" ").into_bytes();
+                push_mailbox(&mut line, &n);
+                self.out.extend_from_slice(&line);
+                self.out.extend_from_slice(b"\r\n");
+            }
+        }
+        self.tagged(tag, "OK", &format!("{cmd} completed"));
+    }
+
+    fn status(&mut self, tag: &str, name: &str, items: &[StatusItem]) {
+        let user = self.user();
+        let Some(st) = self.shared.store.status(&user, name) else {
+            self.tagged(tag, "NO", "No such mailbox");
+            return;
+        };
+        let parts: Vec<String> = items
+            .iter()
+            .map(|i| match i {
+                StatusItem::Messages => format!("MESSAGES {}", st.messages),
+                StatusItem::Recent => format!("RECENT {}", st.recent),
+                StatusItem::UidNext => format!("UIDNEXT {}", st.uid_next),
+                StatusItem::UidValidity => format!("UIDVALIDITY {}", st.uid_validity),
+                StatusItem::Unseen => format!("UNSEEN {}", st.unseen),
+            })
+            .collect();
+        let mut line = b"* STATUS ".to_vec();
+        push_mailbox(&mut line, name);
+        line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
+        self.out.extend_from_slice(&line);
+        self.tagged(tag, "OK", "STATUS completed");
+    }
+
+    async fn expunge(&mut self, tag: &str) {
+        let Some(sel) = self.selected.as_ref() else {
+            return;
+        };
+        if sel.read_only {
+            self.tagged(tag, "NO", "Mailbox is read-only");
+            return;
+        }
+        let (store, id) = (self.shared.store.clone(), sel.id);
+        match tokio::task::spawn_blocking(move || store.expunge(id)).await {
+            Ok(Ok(_)) => {
+                self.sync_selected(true);
+                self.tagged(tag, "OK", "EXPUNGE completed");
+            }
+            _ => self.tagged(tag, "NO", "EXPUNGE failed"),
+        }
+    }
+}
+
+/// LIST pattern matching: `*` matches anything, `%` anything but the separator `/`.
+/// Dynamic programming over (pattern, name) prefixes: O(|pattern| * |name|).
+pub fn list_match(pattern: &[u8], name: &[u8]) -> bool {
+    // m[j]: pattern prefix processed so far matches name prefix of length j.
+    let mut m = vec![false; name.len() + 1];
+    if let Some(first) = m.first_mut() {
+        *first = true;
+    }
+    for &p in pattern {
+        let mut next = vec![false; name.len() + 1];
+        match p {
+            b'*' | b'%' => {
+                let mut reach = false;
+                for j in 0..=name.len() {
+                    let here = m.get(j).copied().unwrap_or(false);
+                    if here {
+                        reach = true;
+                    }
+                    if let Some(n) = next.get_mut(j) {
+                        *n = reach;
+                    }
+                    if p == b'%' && name.get(j) == Some(&b'/') {
+                        reach = false;
+                    }
+                }
+            }
+            c => {
+                for j in 0..name.len() {
+                    if m.get(j).copied().unwrap_or(false)
+                        && name.get(j) == Some(&c)
+                        && let Some(n) = next.get_mut(j + 1)
+                    {
+                        *n = true;
+                    }
+                }
+            }
+        }
+        m = next;
+    }
+    m.last().copied().unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::list_match;
+
+    #[test]
+    fn list_patterns() {
+        assert!(list_match(b"*", b"a/b"));
+        assert!(!list_match(b"%", b"a/b"));
+        assert!(list_match(b"a/%", b"a/b"));
+        assert!(list_match(b"INBOX", b"INBOX"));
+        assert!(!list_match(b"x", b"y"));
+    }
+}

@@ -1,0 +1,191 @@
+//! Murder backend mode against a tiny fake MUPDATE master that speaks the RFC 3656 wire
+//! protocol for AUTHENTICATE, RESERVE, ACTIVATE, DELETE and LOGOUT and records what it got.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod imap_common;
+
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use imap_common::TestServer;
+use murder_server::imap::MupdateLink;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// What the fake master received, and names it refuses to RESERVE.
+#[derive(Default)]
+struct Master {
+    log: Mutex<Vec<String>>,
+    refuse: Mutex<Vec<String>>,
+}
+
+impl Master {
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+async fn fake_master() -> (String, Arc<Master>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let master = Arc::new(Master::default());
+    let m = master.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let m = m.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = tcp.into_split();
+                let mut r = BufReader::new(r);
+                w.write_all(b"* AUTH \"PLAIN\"\r\n* OK MUPDATE \"fake\" \"Cyrus Murder\" \"v0\" \"(master)\"\r\n")
+                    .await
+                    .unwrap();
+                let mut line = String::new();
+                while r.read_line(&mut line).await.unwrap() > 0 {
+                    let l = line.trim_end().to_string();
+                    line.clear();
+                    let (tag, rest) = l.split_once(' ').unwrap();
+                    let words: Vec<String> = rest
+                        .split('"')
+                        .enumerate()
+                        .filter(|(i, s)| i % 2 == 1 || !s.trim().is_empty())
+                        .map(|(_, s)| s.trim().to_string())
+                        .collect();
+                    let answer = match words[0].as_str() {
+                        "AUTHENTICATE" => {
+                            let creds = base64::engine::general_purpose::STANDARD
+                                .decode(&words[2])
+                                .unwrap();
+                            if creds == b"\0murder\0mpw" {
+                                "OK \"Authenticated\"".to_string()
+                            } else {
+                                "NO \"bad credentials\"".to_string()
+                            }
+                        }
+                        "RESERVE" if m.refuse.lock().unwrap().contains(&words[1]) => {
+                            m.log.lock().unwrap().push(l.clone());
+                            "NO \"Mailbox already reserved\"".to_string()
+                        }
+                        "LOGOUT" => {
+                            w.write_all(format!("{tag} OK \"bye\"\r\n").as_bytes())
+                                .await
+                                .unwrap();
+                            break;
+                        }
+                        _ => {
+                            m.log.lock().unwrap().push(l.clone());
+                            "OK \"done\"".to_string()
+                        }
+                    };
+                    w.write_all(format!("{tag} {answer}\r\n").as_bytes())
+                        .await
+                        .unwrap();
+                }
+            });
+        }
+    });
+    (addr, master)
+}
+
+fn link(addr: &str) -> MupdateLink {
+    MupdateLink::new(
+        addr.to_string(),
+        "murder".into(),
+        "mpw".into(),
+        "backend1".into(),
+    )
+}
+
+#[tokio::test]
+async fn create_reserves_then_activates_with_location_and_acl() {
+    let (addr, master) = fake_master().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_with(|c| {
+        c.mupdate = Some(link(&addr));
+        c.data_dir = dir.path().join("d");
+    })
+    .await;
+    let mut c = s.alice().await;
+    c.ok("CREATE work/projects").await;
+    let log = master.log();
+    // INBOX was created at login the same way.
+    assert_eq!(
+        log,
+        vec![
+            "C00 RESERVE \"user.alice\" \"backend1!default\"",
+            "C00 ACTIVATE \"user.alice\" \"backend1!default\" \"alice\tlrswipkxtecda\t\"",
+            "C00 RESERVE \"user.alice.work.projects\" \"backend1!default\"",
+            "C00 ACTIVATE \"user.alice.work.projects\" \"backend1!default\" \"alice\tlrswipkxtecda\t\"",
+        ]
+    );
+    // DELETE after the local delete; RENAME reserves the new name first.
+    c.ok("RENAME work/projects work/old").await;
+    c.ok("DELETE work/old").await;
+    let log = master.log();
+    assert_eq!(
+        log[4..],
+        [
+            "C00 RESERVE \"user.alice.work.old\" \"backend1!default\"".to_string(),
+            "C00 ACTIVATE \"user.alice.work.old\" \"backend1!default\" \"alice\tlrswipkxtecda\t\""
+                .to_string(),
+            "C01 DELETE \"user.alice.work.projects\"".to_string(),
+            "C00 DELETE \"user.alice.work.old\"".to_string(),
+        ]
+    );
+    s.handle.shutdown().await;
+    // Restart: the backend re-ACTIVATEs its mailboxes (RFC 3656 4.1).
+    let before = master.log().len();
+    let s = TestServer::start_with(|c| {
+        c.mupdate = Some(link(&addr));
+        c.data_dir = dir.path().join("d");
+    })
+    .await;
+    let log = master.log();
+    assert_eq!(
+        log[before..],
+        [
+            "C00 ACTIVATE \"user.alice\" \"backend1!default\" \"alice\tlrswipkxtecda\t\""
+                .to_string()
+        ]
+    );
+    drop(s);
+}
+
+#[tokio::test]
+async fn reserve_refused_means_create_fails_and_nothing_local_remains() {
+    let (addr, master) = fake_master().await;
+    master
+        .refuse
+        .lock()
+        .unwrap()
+        .push("user.alice.taken".to_string());
+    let s = TestServer::start_with(|c| c.mupdate = Some(link(&addr))).await;
+    let mut c = s.alice().await;
+    let (_, t) = c.cmd("CREATE taken").await;
+    assert!(t.text.contains(" NO"), "{t:?}");
+    assert_eq!(c.status("taken").await, None);
+    assert!(
+        !master
+            .log()
+            .iter()
+            .any(|l| l.contains("ACTIVATE \"user.alice.taken\""))
+    );
+    // A RENAME onto a refused name fails too, and the source stays.
+    c.ok("CREATE free").await;
+    let (_, t) = c.cmd("RENAME free taken").await;
+    assert!(t.text.contains(" NO"), "{t:?}");
+    assert!(c.status("free").await.is_some());
+}
+
+#[tokio::test]
+async fn master_unreachable_means_create_fails() {
+    // A port with nothing listening.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    drop(l);
+    let s = TestServer::start_with(|c| c.mupdate = Some(link(&addr))).await;
+    let mut c = s.alice().await;
+    let (_, t) = c.cmd("CREATE x").await;
+    assert!(t.text.contains(" NO"), "{t:?}");
+    assert_eq!(c.status("x").await, None);
+}
