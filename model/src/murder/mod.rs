@@ -358,6 +358,56 @@ pub enum MurderActor {
     },
 }
 
+/// What an actor reacts to.
+enum Event<'a> {
+    /// A message from an actor.
+    Msg(Id, Msg),
+    /// A timer fired.
+    Timer(&'a Timer),
+}
+
+impl MurderActor {
+    /// Dispatch an event to the role's handler; the state is replaced only when the handler
+    /// reports a change (an untouched `Cow` is how stateright recognises a no-op).
+    fn handle(&self, state: &mut Cow<MurderState>, ev: Event, o: &mut Out<Self>) {
+        let mut next = (**state).clone();
+        let changed = match (self, &mut next) {
+            (MurderActor::Master { bugs, .. }, MurderState::Master(s)) => match ev {
+                Event::Msg(src, msg) => master::on_msg(*bugs, s, src, msg, o),
+                Event::Timer(t) => master::on_timeout(*bugs, s, t, o),
+            },
+            (MurderActor::Slave { bugs, .. }, MurderState::Slave(s)) => match ev {
+                Event::Msg(_, msg) => slave::on_msg(*bugs, s, msg, o),
+                Event::Timer(t) => slave::on_timeout(s, t, o),
+            },
+            (
+                MurderActor::Backend {
+                    index,
+                    plan,
+                    repair,
+                    bugs,
+                },
+                MurderState::Backend(s),
+            ) => {
+                let ctx = backend::Ctx {
+                    index: *index,
+                    plan,
+                    repair: *repair,
+                    bugs: *bugs,
+                };
+                match ev {
+                    Event::Msg(_, msg) => backend::on_msg(&ctx, s, msg, o),
+                    Event::Timer(t) => backend::on_timeout(&ctx, s, t, o),
+                }
+            }
+            _ => false,
+        };
+        if changed {
+            *state = Cow::Owned(next);
+        }
+    }
+}
+
 /// The master's id (actor 0).
 pub fn master_id() -> Id {
     Id::from(0)
@@ -390,83 +440,11 @@ impl Actor for MurderActor {
     }
 
     fn on_msg(&self, _id: Id, state: &mut Cow<MurderState>, src: Id, msg: Msg, o: &mut Out<Self>) {
-        match self {
-            MurderActor::Master { bugs, .. } => {
-                if let MurderState::Master(s) = &**state {
-                    let mut s = s.clone();
-                    if master::on_msg(*bugs, &mut s, src, msg, o) {
-                        *state = Cow::Owned(MurderState::Master(s));
-                    }
-                }
-            }
-            MurderActor::Slave { bugs, .. } => {
-                if let MurderState::Slave(s) = &**state {
-                    let mut s = s.clone();
-                    if slave::on_msg(*bugs, &mut s, msg, o) {
-                        *state = Cow::Owned(MurderState::Slave(s));
-                    }
-                }
-            }
-            MurderActor::Backend {
-                index,
-                plan,
-                repair,
-                bugs,
-            } => {
-                if let MurderState::Backend(s) = &**state {
-                    let mut s = s.clone();
-                    let ctx = backend::Ctx {
-                        index: *index,
-                        plan,
-                        repair: *repair,
-                        bugs: *bugs,
-                    };
-                    if backend::on_msg(&ctx, &mut s, msg, o) {
-                        *state = Cow::Owned(MurderState::Backend(s));
-                    }
-                }
-            }
-        }
+        self.handle(state, Event::Msg(src, msg), o);
     }
 
     fn on_timeout(&self, _id: Id, state: &mut Cow<MurderState>, timer: &Timer, o: &mut Out<Self>) {
-        match self {
-            MurderActor::Master { bugs, .. } => {
-                if let MurderState::Master(s) = &**state {
-                    let mut s = s.clone();
-                    if master::on_timeout(*bugs, &mut s, timer, o) {
-                        *state = Cow::Owned(MurderState::Master(s));
-                    }
-                }
-            }
-            MurderActor::Slave { .. } => {
-                if let MurderState::Slave(s) = &**state {
-                    let mut s = s.clone();
-                    if slave::on_timeout(&mut s, timer, o) {
-                        *state = Cow::Owned(MurderState::Slave(s));
-                    }
-                }
-            }
-            MurderActor::Backend {
-                index,
-                plan,
-                repair,
-                bugs,
-            } => {
-                if let MurderState::Backend(s) = &**state {
-                    let mut s = s.clone();
-                    let ctx = backend::Ctx {
-                        index: *index,
-                        plan,
-                        repair: *repair,
-                        bugs: *bugs,
-                    };
-                    if backend::on_timeout(&ctx, &mut s, timer, o) {
-                        *state = Cow::Owned(MurderState::Backend(s));
-                    }
-                }
-            }
-        }
+        self.handle(state, Event::Timer(timer), o);
     }
 
     fn name(&self) -> String {
