@@ -197,8 +197,8 @@ fn murder_config(a: &MurderArgs) -> MurderConfig {
     }
 }
 
-/// Wait for a checker, printing progress to stderr every second.
-fn wait<M: Model, C: Checker<M> + ?Sized>(c: &C, start: Instant, timeout: u64) {
+/// Wait for a checker, printing progress to stderr every second; false when it timed out.
+fn wait<M: Model, C: Checker<M> + ?Sized>(c: &C, start: Instant, timeout: u64) -> bool {
     let mut last = Instant::now();
     while !c.is_done() {
         std::thread::sleep(Duration::from_millis(100));
@@ -216,21 +216,25 @@ fn wait<M: Model, C: Checker<M> + ?Sized>(c: &C, start: Instant, timeout: u64) {
         }
         if timeout > 0 && start.elapsed() > Duration::from_secs(timeout) {
             eprintln!("timeout after {timeout}s: results are partial");
-            break;
+            return false;
         }
     }
+    true
 }
 
-/// Print the verdict of every property; return how many failed.
-fn verdicts<M: Model>(model: &M, discovered: &[&str]) -> usize {
+/// Print the verdict of every property; return how many failed. A partial (timed out) run
+/// proves nothing by absence: "no counterexample yet", "not reached yet".
+fn verdicts<M: Model>(model: &M, discovered: &[&str], complete: bool) -> usize {
     let mut failed = 0;
     for p in model.properties() {
         let found = discovered.contains(&p.name);
-        let (ok, word) = match (&p.expectation, found) {
-            (Expectation::Sometimes, true) => (true, "reached"),
-            (Expectation::Sometimes, false) => (false, "NEVER REACHED"),
-            (_, false) => (true, "holds"),
-            (_, true) => (false, "COUNTEREXAMPLE"),
+        let (ok, word) = match (&p.expectation, found, complete) {
+            (Expectation::Sometimes, true, _) => (true, "reached"),
+            (Expectation::Sometimes, false, true) => (false, "NEVER REACHED"),
+            (Expectation::Sometimes, false, false) => (true, "not reached yet"),
+            (_, false, true) => (true, "holds"),
+            (_, false, false) => (true, "none yet"),
+            (_, true, _) => (false, "COUNTEREXAMPLE"),
         };
         if !ok {
             failed += 1;
@@ -271,7 +275,7 @@ fn check(
         Search::Bfs => Box::new(builder.spawn_bfs()),
         Search::Dfs => Box::new(builder.spawn_dfs()),
     };
-    wait(&*c, start, timeout);
+    let complete = wait(&*c, start, timeout);
     let secs = start.elapsed().as_secs_f64();
     println!(
         "states={} unique={} max_depth={} time={secs:.2}s ({:.0} unique states/s)",
@@ -282,7 +286,7 @@ fn check(
     );
     let model = cfg.clone().into_model();
     let discovered: Vec<&str> = c.discoveries().into_keys().collect();
-    let failed = verdicts(&model, &discovered);
+    let failed = verdicts(&model, &discovered, complete);
     for p in model.properties() {
         if p.expectation == Expectation::Sometimes {
             continue;
@@ -340,7 +344,7 @@ fn append(sessions: u8, batches: u8, batch_size: u8, crashes: u8, bug: &[AppendB
     println!("multiappend model: {cfg:?}");
     let start = Instant::now();
     let c = AppendModel { cfg }.checker().spawn_dfs();
-    wait(&c, start, 0);
+    let complete = wait(&c, start, 0);
     println!(
         "states={} unique={} max_depth={} time={:.2}s",
         c.state_count(),
@@ -349,7 +353,7 @@ fn append(sessions: u8, batches: u8, batch_size: u8, crashes: u8, bug: &[AppendB
         start.elapsed().as_secs_f64()
     );
     let discovered: Vec<&str> = c.discoveries().into_keys().collect();
-    let failed = verdicts(c.model(), &discovered);
+    let failed = verdicts(c.model(), &discovered, complete);
     for p in c.model().properties() {
         if p.expectation != Expectation::Sometimes
             && let Some(path) = c.discovery(p.name)
