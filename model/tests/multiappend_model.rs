@@ -30,9 +30,10 @@ fn discovers(label: &str, cfg: AppendConfig, property: &'static str) {
         .join();
     let path = c.discovery(property);
     println!(
-        "{label}: states={} unique={} time={:.2?}",
+        "{label}: states={} unique={} max_depth={} time={:.2?}",
         c.state_count(),
         c.unique_state_count(),
+        c.max_depth(),
         t.elapsed()
     );
     let path = path.unwrap_or_else(|| panic!("{label}: no counterexample to {property:?}"));

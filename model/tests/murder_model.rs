@@ -39,9 +39,10 @@ fn discovers(label: &str, cfg: MurderConfig, property: &'static str) {
         .join();
     let path = c.discovery(property);
     println!(
-        "{label}: states={} unique={} time={:.2?} found={}",
+        "{label}: states={} unique={} max_depth={} time={:.2?} found={}",
         c.state_count(),
         c.unique_state_count(),
+        c.max_depth(),
         t.elapsed(),
         path.is_some()
     );
