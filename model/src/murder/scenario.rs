@@ -273,15 +273,23 @@ pub fn to_scenario(model: &MurderModel, property: &str, id: &str, path: &MurderP
     let _ = writeln!(out);
     let _ = writeln!(out, "[cleanup]");
     let _ = writeln!(out, "open z");
-    let names: u8 = 8;
-    let mut k = 0;
-    for n in 0..names {
-        let name = super::name_of(n);
-        if history.iter().any(|c| c.name() == name.as_slice()) {
-            k += 1;
-            let _ = writeln!(out, "z > D{k} DELETE {}", sname(&name));
-            let _ = writeln!(out, "z < $tag OK|NO ...");
+    // Remove every name any command of the path touched (the final history may have lost some).
+    let mut touched: Vec<Vec<u8>> = history.iter().map(|c| c.name().to_vec()).collect();
+    for (_, action) in &steps {
+        if let Some(ActorModelAction::Deliver {
+            msg: Msg::Request { cmd, .. },
+            ..
+        }) = action
+            && let Some(n) = cmd.name()
+        {
+            touched.push(n.to_vec());
         }
+    }
+    touched.sort();
+    touched.dedup();
+    for (k, name) in touched.iter().enumerate() {
+        let _ = writeln!(out, "z > D{} DELETE {}", k + 1, sname(name));
+        let _ = writeln!(out, "z < $tag OK|NO ...");
     }
     out
 }
