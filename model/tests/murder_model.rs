@@ -361,3 +361,29 @@ fn symmetry_still_finds_the_noop_barrier_bug() {
         .join();
     assert!(c.discovery(NOOP_BARRIER).is_some());
 }
+
+// ---- Cyrus HEAD's create order (spec 6.3) ------------------------------------------------
+
+fn cyrus_order() -> Bugs {
+    Bugs {
+        cyrus_create_order: true,
+        ..Bugs::default()
+    }
+}
+
+#[test]
+fn cyrus_create_order_survives_backend_crashes_with_repair() {
+    let cfg = bugged(crashy(false, false, true), cyrus_order());
+    assert_eq!(
+        check("Cyrus create order, backend crash + repair", cfg),
+        23868
+    );
+}
+
+#[test]
+fn cyrus_create_order_rollback_leaves_a_dangling_active_record() {
+    // The master commits ACTIVATE and dies before the OK; the backend rolls its mailbox back and
+    // sends no DELETE: FIND points at a backend without the mailbox (until a repair, if any).
+    let cfg = bugged(crashy(true, false, false), cyrus_order());
+    discovers("Cyrus create order, master crash", cfg, ACTIVE_IS_HELD);
+}

@@ -57,6 +57,8 @@ enum MurderBug {
     LocalDeleteFirst,
     /// Repair ACTIVATEs every held mailbox blindly.
     BlindReactivate,
+    /// Cyrus HEAD's create order (local create, RESERVE, ACTIVATE; roll back without DELETE).
+    CyrusCreateOrder,
 }
 
 /// A broken MULTIAPPEND server.
@@ -182,6 +184,7 @@ fn murder_config(a: &MurderArgs) -> MurderConfig {
             MurderBug::IgnoreReset => bugs.ignore_reset = true,
             MurderBug::LocalDeleteFirst => bugs.local_delete_first = true,
             MurderBug::BlindReactivate => bugs.blind_reactivate = true,
+            MurderBug::CyrusCreateOrder => bugs.cyrus_create_order = true,
         }
     }
     MurderConfig {

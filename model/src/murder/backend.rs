@@ -110,6 +110,11 @@ fn next_op(ctx: &Ctx, s: &mut BackendState, o: &mut Out<MurderActor>) {
     while let Some(op) = ctx.plan.get(usize::from(s.pc)) {
         match *op {
             Op::Create(n) if !s.holds(n) => {
+                if ctx.bugs.cyrus_create_order {
+                    // Cyrus HEAD: the local mailbox first, then RESERVE and ACTIVATE.
+                    s.held |= 1 << n;
+                    o.save(s.durable());
+                }
                 let cmd = Command::Reserve {
                     name: name_of(n),
                     location: location_of(ctx.index),
@@ -225,6 +230,12 @@ pub fn on_msg(ctx: &Ctx, s: &mut BackendState, msg: Msg, o: &mut Out<MurderActor
         Msg::Reset => match s.phase {
             Phase::AwaitReserve(_) | Phase::AwaitActivate(_) | Phase::AwaitDelete(_) => {
                 // The operation failed; the command may or may not have committed.
+                if ctx.bugs.cyrus_create_order
+                    && let Phase::AwaitReserve(n) | Phase::AwaitActivate(n) = s.phase
+                {
+                    // Cyrus HEAD rolls the local create back, and sends no DELETE.
+                    give_up(s, n, o);
+                }
                 s.conn = s.conn.saturating_add(1);
                 s.pc += 1;
                 if ctx.repair {
@@ -249,9 +260,17 @@ fn on_reply(ctx: &Ctx, s: &mut BackendState, reply: Reply, o: &mut Out<MurderAct
     match s.phase {
         Phase::AwaitReserve(n) => {
             if reply.result.is_ok() {
-                s.phase = Phase::LocalCreate(n);
-                o.set_timer(Timer::LocalStep, model_timeout());
+                if ctx.bugs.cyrus_create_order {
+                    request(s, activate(ctx, n), o);
+                    s.phase = Phase::AwaitActivate(n);
+                } else {
+                    s.phase = Phase::LocalCreate(n);
+                    o.set_timer(Timer::LocalStep, model_timeout());
+                }
             } else {
+                if ctx.bugs.cyrus_create_order {
+                    give_up(s, n, o);
+                }
                 s.refused = s.refused.saturating_add(1);
                 step_done(ctx, s, o);
             }

@@ -65,6 +65,9 @@ pub struct Bugs {
     /// Repair ACTIVATEs every held mailbox without looking at the master's list (the naive
     /// "re-ACTIVATE what it holds").
     pub blind_reactivate: bool,
+    /// Cyrus HEAD's create order (spec 6.3): local create first, then RESERVE and ACTIVATE;
+    /// on a failure the local mailbox is removed and no DELETE is sent.
+    pub cyrus_create_order: bool,
 }
 
 /// The size and behaviour of one model instance.

@@ -187,6 +187,8 @@ pub fn serves(b: &BackendState, crashed: bool) -> u8 {
         Phase::AwaitList | Phase::Repairing(_) => 0,
         // A mailbox under deletion (DELETE sent, local files not yet gone) is locked, not served.
         Phase::AwaitDelete(n) | Phase::LocalDelete(n) => b.held & !(1 << n),
+        // A mailbox created locally before its RESERVE (Cyrus order) is not served yet.
+        Phase::AwaitReserve(n) => b.held & !(1 << n),
         _ => b.held,
     }
 }
