@@ -2,41 +2,17 @@
 //! state counts pinned); each broken server is caught.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::time::Instant;
+mod support;
 
 use murder_model::murder::multiappend_model::*;
-use stateright::{Checker, HasDiscoveries, Model};
+use stateright::Model;
 
 fn check(label: &str, cfg: AppendConfig) -> usize {
-    let t = Instant::now();
-    let c = AppendModel { cfg }.checker().spawn_dfs().join();
-    println!(
-        "{label}: states={} unique={} max_depth={} time={:.2?}",
-        c.state_count(),
-        c.unique_state_count(),
-        c.max_depth(),
-        t.elapsed()
-    );
-    c.assert_properties();
-    c.unique_state_count()
+    support::check(label, AppendModel { cfg })
 }
 
 fn discovers(label: &str, cfg: AppendConfig, property: &'static str) {
-    let t = Instant::now();
-    let c = AppendModel { cfg }
-        .checker()
-        .finish_when(HasDiscoveries::AnyOf([property].into_iter().collect()))
-        .spawn_bfs()
-        .join();
-    let path = c.discovery(property);
-    println!(
-        "{label}: states={} unique={} max_depth={} time={:.2?}",
-        c.state_count(),
-        c.unique_state_count(),
-        c.max_depth(),
-        t.elapsed()
-    );
-    let path = path.unwrap_or_else(|| panic!("{label}: no counterexample to {property:?}"));
+    let (_, path) = support::discovery(label, AppendModel { cfg }, property, true);
     println!("{path}");
 }
 

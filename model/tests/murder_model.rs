@@ -2,6 +2,8 @@
 //! state counts pinned), and the broken variants whose counterexamples each property must find.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod support;
+
 use std::time::Instant;
 
 use murder_model::murder::properties::*;
@@ -11,43 +13,13 @@ use stateright::{Checker, HasDiscoveries, Model};
 
 /// Check exhaustively with DFS, print the numbers, assert every property, return unique states.
 fn check(label: &str, cfg: MurderConfig) -> usize {
-    let t = Instant::now();
-    let c = cfg.into_model().checker().spawn_dfs().join();
-    println!(
-        "{label}: states={} unique={} max_depth={} time={:.2?}",
-        c.state_count(),
-        c.unique_state_count(),
-        c.max_depth(),
-        t.elapsed()
-    );
-    c.assert_properties();
-    c.unique_state_count()
+    support::check(label, cfg.into_model())
 }
 
 /// Assert that the checker finds a counterexample to `property` in `cfg`; print it.
 fn discovers(label: &str, cfg: MurderConfig, property: &'static str) {
-    let t = Instant::now();
-    let model = cfg.into_model();
-    assert!(
-        model.properties().iter().any(|p| p.name == property),
-        "{property} is not a property of this configuration"
-    );
-    let c = model
-        .checker()
-        .finish_when(HasDiscoveries::AnyOf([property].into_iter().collect()))
-        .spawn_dfs()
-        .join();
-    let path = c.discovery(property);
-    println!(
-        "{label}: states={} unique={} max_depth={} time={:.2?} found={}",
-        c.state_count(),
-        c.unique_state_count(),
-        c.max_depth(),
-        t.elapsed(),
-        path.is_some()
-    );
-    let path = path.unwrap_or_else(|| panic!("{label}: no counterexample to {property:?}"));
-    println!("{}", render(c.model(), property, &path));
+    let (model, path) = support::discovery(label, cfg.into_model(), property, false);
+    println!("{}", render(&model, property, &path));
 }
 
 fn crashy(master: bool, slaves: bool, backends: bool) -> MurderConfig {
@@ -329,13 +301,7 @@ fn two_slaves_with_symmetry_hold() {
         .symmetry_fn(murder_model::murder::symmetry::slave_symmetry)
         .spawn_dfs()
         .join();
-    println!(
-        "two slaves + symmetry: states={} unique={} max_depth={} time={:.2?}",
-        c.state_count(),
-        c.unique_state_count(),
-        c.max_depth(),
-        t.elapsed()
-    );
+    support::report("two slaves + symmetry", &c, t.elapsed());
     c.assert_properties();
     let plain = check("two slaves, no symmetry", cfg);
     assert!(c.unique_state_count() < plain);
