@@ -12,7 +12,8 @@
 //! file while they arrive, so memory stays bounded whatever the message size and a command
 //! costs one file however many messages it has. When the command's last literal is in, the
 //! session fsyncs the segment ([`StagedAppend`]) and calls [`MailStore::append`], which, holding
-//! the single writer lock:
+//! the single writer lock (concurrent APPENDs are group-committed: whoever holds the lock
+//! commits every queued APPEND in the same steps, see `group_commit.rs`):
 //! 1. picks the UIDs `uid_next .. uid_next+k` of the mailbox,
 //! 2. renames the segment to `blobs/<id>/<first uid>` and fsyncs that directory,
 //! 3. commits ONE redb write transaction (durable: fsync before return) that inserts the k
@@ -20,7 +21,8 @@
 //! 4. only then publishes the k messages to the in-memory view in one step and wakes the
 //!    sessions that have the mailbox selected.
 //!
-//! So a command costs three fsyncs (segment, directory, index) whatever its message count. The
+//! So a command costs three fsyncs (segment, directory, index) whatever its message count, and
+//! concurrent commands share the directory and index fsyncs. The
 //! commit point is the redb transaction. A crash before it leaves at most a renamed segment
 //! that no index record names; [`MailStore::open`] deletes it, together with everything under
 //! `staging/`. A crash after it leaves the complete command. So after a restart a command's
@@ -31,6 +33,7 @@
 //! Readers never take the writer lock: the in-memory view ([`MailboxView`]) is behind a short
 //! mutex and segments are immutable files.
 
+mod group_commit;
 mod index;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -38,7 +41,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::watch;
@@ -165,6 +168,8 @@ pub struct MailStore {
     db: Database,
     state: Mutex<State>,
     writer: Mutex<()>,
+    /// APPENDs waiting for the next group commit.
+    queue: Mutex<Vec<Arc<group_commit::Job>>>,
     staging_seq: AtomicU64,
     faults: Faults,
 }
@@ -292,6 +297,7 @@ impl MailStore {
             db,
             state: Mutex::new(state),
             writer: Mutex::new(()),
+            queue: Mutex::new(Vec::new()),
             staging_seq: AtomicU64::new(0),
             faults,
         })
@@ -592,9 +598,34 @@ impl MailStore {
                 Err(e) => return Err(e),
             }
         }
-        let _w = self.writer();
         let key = mailbox_key(user, name);
-        let Some(view) = self.state().mailboxes.get(&key).cloned() else {
+        if self.faults.has(Fault::AppendNotAtomic) {
+            return self.append_one_by_one(&key, staged);
+        }
+        let job = Arc::new(group_commit::Job {
+            key,
+            path: staged.path.clone(),
+            parts: staged.parts.clone(),
+            result: Mutex::new(None),
+        });
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(job.clone());
+        let _w = self.writer();
+        if let Some(r) = job.take_result() {
+            return r;
+        }
+        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        self.commit_batch(batch);
+        job.take_result()
+            .unwrap_or_else(|| Err(StoreError::Index("APPEND lost by group commit".into())))
+    }
+
+    /// The `AppendNotAtomic` fault: the messages are committed and published one by one.
+    fn append_one_by_one(&self, key: &str, staged: &StagedAppend) -> Result<Appended, StoreError> {
+        let _w = self.writer();
+        let Some(view) = self.state().mailboxes.get(key).cloned() else {
             return Err(StoreError::NoMailbox);
         };
         let n = u32::try_from(staged.parts.len()).unwrap_or(u32::MAX);
@@ -609,23 +640,13 @@ impl MailStore {
         fs::rename(&staged.path, &dest)?;
         let synced = fsync_dir(&dir);
         let result = synced.map_err(StoreError::from).and_then(|()| {
-            if self.faults.has(Fault::AppendNotAtomic) {
-                // Fault: each message committed and published on its own.
-                for (i, part) in staged.parts.iter().enumerate() {
-                    let one = std::slice::from_ref(part);
-                    self.commit(
-                        &key,
-                        view.id,
-                        first,
-                        uids.get(i..=i).unwrap_or_default(),
-                        one,
-                    )?;
-                    std::thread::sleep(std::time::Duration::from_millis(30));
-                }
-                Ok(())
-            } else {
-                self.commit(&key, view.id, first, &uids, &staged.parts)
+            for (i, part) in staged.parts.iter().enumerate() {
+                let one = std::slice::from_ref(part);
+                let uid = uids.get(i..=i).unwrap_or_default();
+                self.commit(key, view.id, first, uid, one)?;
+                std::thread::sleep(std::time::Duration::from_millis(30));
             }
+            Ok(())
         });
         if let Err(e) = result {
             // Put the segment back so the caller's cleanup removes it.
@@ -638,7 +659,8 @@ impl MailStore {
         })
     }
 
-    /// One index transaction for `parts` (UIDs `uids`, segment `segment`), then publish.
+    /// One index transaction for `parts` (UIDs `uids`, segment `segment`), then publish
+    /// (used by the `AppendNotAtomic` fault; the correct path is [`MailStore::commit_batch`]).
     /// Caller holds the writer lock.
     fn commit(
         &self,
@@ -867,6 +889,48 @@ mod tests {
         );
         assert_eq!(fs::read_dir(dir.path().join("staging")).unwrap().count(), 0);
         assert_eq!(body(&s, id, 2), b"bb");
+    }
+
+    #[test]
+    fn concurrent_appends_are_group_committed_each_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(MailStore::open(dir.path(), Faults::default()).unwrap());
+        s.create("u", "a").unwrap();
+        s.create("u", "b").unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let name = if t % 2 == 0 { "a" } else { "b" };
+                    (0..20)
+                        .map(|i| {
+                            let b1 = format!("{t}-{i}-1");
+                            let b2 = format!("{t}-{i}-2");
+                            let st = stage(&s, &[b1.as_bytes(), b2.as_bytes()]);
+                            (name, s.append("u", name, &st).unwrap().uids, b1, b2)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        drop(s);
+        let s = MailStore::open(dir.path(), Faults::default()).unwrap();
+        for name in ["a", "b"] {
+            let v = s.view("u", name).unwrap();
+            assert_eq!(v.messages.len(), 4 * 20 * 2);
+            assert_eq!(v.uid_next, 161);
+        }
+        for (name, uids, b1, b2) in results {
+            assert_eq!(uids.len(), 2);
+            assert_eq!(uids[1], uids[0] + 1);
+            let id = s.view("u", name).unwrap().id;
+            assert_eq!(body(&s, id, uids[0]), b1.as_bytes());
+            assert_eq!(body(&s, id, uids[1]), b2.as_bytes());
+        }
     }
 
     #[test]
