@@ -13,3 +13,5 @@ pub mod auth;
 pub mod imap;
 pub mod mupdate;
 pub mod net;
+/// The crash-safe MUPDATE database (redb, group commit, UPDATE change stream).
+pub mod store;

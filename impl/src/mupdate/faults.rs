@@ -1,0 +1,140 @@
+//! Fault switches: deliberate, localized protocol bugs the conformance suite must catch.
+//!
+//! Each [`Fault`] breaks exactly one rule at one spot of the server. They exist to prove that
+//! the conformance suite can fail (a mutant test asserts that each one makes some scenario
+//! fail). The default [`Faults`] set is empty; the `mupdated --fault NAME` flag exists only when
+//! built with the cargo feature `faults`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+/// One deliberate bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    /// RESERVE of an existing name answers OK (and changes nothing).
+    ReserveAlwaysOk,
+    /// DELETE of a missing name answers OK.
+    DeleteMissingOk,
+    /// NOOP on an UPDATE stream answers OK before sending the pending changes.
+    NoNoopBarrier,
+    /// The UPDATE stream sends only the latest state per name among the changes ready at once.
+    CoalesceStream,
+    /// Data lines (MAILBOX/RESERVE/DELETE) are sent untagged (`*`).
+    UntaggedData,
+    /// LOGOUT answers OK instead of BYE.
+    LogoutOk,
+    /// Commands before AUTHENTICATE are executed instead of refused.
+    CommandsBeforeLogin,
+    /// Input pipelined after STARTTLS is executed in plaintext instead of discarded.
+    StarttlsExecutesPipelined,
+    /// Synchronizing literals are read without sending `+ go ahead`.
+    SyncLiteralNoContinuation,
+    /// LIST ignores its location prefix.
+    ListIgnoresPrefix,
+    /// FIND reports a reserved name as MAILBOX.
+    FindReturnsReserveAsMailbox,
+    /// DEACTIVATE of a missing name answers OK.
+    DeactivateMissingOk,
+    /// DELETE changes are not sent to UPDATE streams.
+    DropStreamDeletes,
+    /// UPDATE is answered NO.
+    UpdateRefused,
+}
+
+impl Fault {
+    /// Every fault switch.
+    pub const ALL: [Fault; 14] = [
+        Fault::ReserveAlwaysOk,
+        Fault::DeleteMissingOk,
+        Fault::NoNoopBarrier,
+        Fault::CoalesceStream,
+        Fault::UntaggedData,
+        Fault::LogoutOk,
+        Fault::CommandsBeforeLogin,
+        Fault::StarttlsExecutesPipelined,
+        Fault::SyncLiteralNoContinuation,
+        Fault::ListIgnoresPrefix,
+        Fault::FindReturnsReserveAsMailbox,
+        Fault::DeactivateMissingOk,
+        Fault::DropStreamDeletes,
+        Fault::UpdateRefused,
+    ];
+
+    /// The kebab-case name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::ReserveAlwaysOk => "reserve-always-ok",
+            Fault::DeleteMissingOk => "delete-missing-ok",
+            Fault::NoNoopBarrier => "no-noop-barrier",
+            Fault::CoalesceStream => "coalesce-stream",
+            Fault::UntaggedData => "untagged-data",
+            Fault::LogoutOk => "logout-ok",
+            Fault::CommandsBeforeLogin => "commands-before-login",
+            Fault::StarttlsExecutesPipelined => "starttls-executes-pipelined",
+            Fault::SyncLiteralNoContinuation => "sync-literal-no-continuation",
+            Fault::ListIgnoresPrefix => "list-ignores-prefix",
+            Fault::FindReturnsReserveAsMailbox => "find-returns-reserve-as-mailbox",
+            Fault::DeactivateMissingOk => "deactivate-missing-ok",
+            Fault::DropStreamDeletes => "drop-stream-deletes",
+            Fault::UpdateRefused => "update-refused",
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An unknown fault name.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown fault {0:?}")]
+pub struct UnknownFault(pub String);
+
+impl FromStr for Fault {
+    type Err = UnknownFault;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Fault::ALL
+            .into_iter()
+            .find(|f| f.name() == s || format!("{f:?}") == s)
+            .ok_or_else(|| UnknownFault(s.to_string()))
+    }
+}
+
+/// The set of active faults (empty by default: a correct server).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults(pub BTreeSet<Fault>);
+
+impl Faults {
+    /// No fault.
+    pub fn none() -> Self {
+        Faults::default()
+    }
+
+    /// True when `fault` is switched on.
+    pub fn has(&self, fault: Fault) -> bool {
+        self.0.contains(&fault)
+    }
+}
+
+impl FromIterator<Fault> for Faults {
+    fn from_iter<I: IntoIterator<Item = Fault>>(iter: I) -> Self {
+        Faults(iter.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for f in Fault::ALL {
+            assert_eq!(f.name().parse::<Fault>().unwrap(), f);
+            assert_eq!(format!("{f:?}").parse::<Fault>().unwrap(), f);
+        }
+        assert!("nope".parse::<Fault>().is_err());
+    }
+}

@@ -1,0 +1,268 @@
+//! Test support for the `mupdate_*` integration tests: an in-process server on 127.0.0.1:0 with
+//! a temporary data directory and passwd-file, and a small line-oriented MUPDATE client.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    dead_code
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use murder_server::auth::UserDb;
+use murder_server::mupdate::{Config, ServerHandle, start};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Generous timeout that only fires when something is broken.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The passwd-file every test server uses.
+pub const PASSWD: &str = "admin:{PLAIN}secret\nbob:{PLAIN}bobpw\nslave:{PLAIN}slavepw\n";
+
+/// Users of [`PASSWD`], written to a file and loaded like the binary does.
+pub fn users(dir: &std::path::Path) -> Arc<UserDb> {
+    let path = dir.join("passwd");
+    std::fs::write(&path, PASSWD).unwrap();
+    Arc::new(UserDb::load(&path).unwrap())
+}
+
+/// A server and its temporary directory.
+pub struct TestServer {
+    /// The running server.
+    pub handle: ServerHandle,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Holds the data directory and passwd-file.
+    pub dir: tempfile::TempDir,
+}
+
+/// A test configuration: admins `admin` and `slave`, no auth failure delay.
+pub fn config(dir: &std::path::Path) -> Config {
+    let mut c = Config::new("127.0.0.1:0".parse().unwrap(), dir.join("data"), users(dir));
+    c.admins = vec!["admin".into(), "slave".into()];
+    c.server_name = "mupdate.test".into();
+    c.limits.auth_failure_delay = Duration::ZERO;
+    c
+}
+
+/// Start a master with [`config`] adjusted by `f`.
+pub async fn server_with(f: impl FnOnce(&mut Config)) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    f(&mut c);
+    let handle = start(c).await.unwrap();
+    let addr = handle.local_addr();
+    TestServer { handle, addr, dir }
+}
+
+/// Start a default master.
+pub async fn server() -> TestServer {
+    server_with(|_| {}).await
+}
+
+/// base64 of `\0user\0password`.
+pub fn plain(user: &str, password: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
+}
+
+/// A raw MUPDATE client.
+pub struct Client {
+    /// The socket.
+    pub stream: Halves,
+    buf: Vec<u8>,
+    /// The banner received on connect.
+    pub banner: Vec<String>,
+}
+
+/// The socket of a [`Client`]: whole, or split by a test and put back together.
+pub enum Halves {
+    /// Not split.
+    Whole(TcpStream),
+    /// Split into owned halves.
+    Split(
+        tokio::net::tcp::OwnedReadHalf,
+        tokio::net::tcp::OwnedWriteHalf,
+    ),
+}
+
+impl Halves {
+    /// Split into owned halves.
+    pub fn into_split(
+        self,
+    ) -> (
+        tokio::net::tcp::OwnedReadHalf,
+        tokio::net::tcp::OwnedWriteHalf,
+    ) {
+        match self {
+            Halves::Whole(s) => s.into_split(),
+            Halves::Split(r, w) => (r, w),
+        }
+    }
+
+    async fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            Halves::Whole(s) => s.write_all(b).await,
+            Halves::Split(_, w) => w.write_all(b).await,
+        }
+    }
+
+    async fn read_buf(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        match self {
+            Halves::Whole(s) => s.read_buf(buf).await,
+            Halves::Split(r, _) => r.read_buf(buf).await,
+        }
+    }
+}
+
+impl Client {
+    /// A client from split halves (after the banner).
+    pub fn from_halves(
+        r: tokio::net::tcp::OwnedReadHalf,
+        w: tokio::net::tcp::OwnedWriteHalf,
+    ) -> Client {
+        Client {
+            stream: Halves::Split(r, w),
+            buf: Vec::new(),
+            banner: Vec::new(),
+        }
+    }
+
+    /// Connect and read the banner.
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut c = Client {
+            stream: Halves::Whole(stream),
+            buf: Vec::new(),
+            banner: Vec::new(),
+        };
+        loop {
+            let line = c.line().await;
+            let last = line.starts_with("* OK MUPDATE");
+            c.banner.push(line);
+            if last {
+                break;
+            }
+        }
+        c
+    }
+
+    /// Connect and authenticate as `admin`.
+    pub async fn admin(addr: SocketAddr) -> Client {
+        Self::login(addr, "admin", "secret").await
+    }
+
+    /// Connect and authenticate as `user`.
+    pub async fn login(addr: SocketAddr, user: &str, password: &str) -> Client {
+        let mut c = Client::connect(addr).await;
+        c.send(format!(
+            "A AUTHENTICATE \"PLAIN\" \"{}\"\r\n",
+            plain(user, password)
+        ))
+        .await;
+        assert_eq!(c.line().await, "A OK \"Authenticated\"");
+        c
+    }
+
+    /// Send raw bytes.
+    pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        self.stream.write_all(bytes.as_ref()).await.unwrap();
+    }
+
+    /// Read more bytes into the buffer; false on EOF.
+    async fn fill(&mut self) -> bool {
+        self.buf.reserve(65536);
+        let n = tokio::time::timeout(WAIT, self.stream.read_buf(&mut self.buf))
+            .await
+            .expect("timed out waiting for the server")
+            .unwrap_or(0);
+        n > 0
+    }
+
+    /// One raw line without CRLF (panics on EOF or timeout).
+    pub async fn line(&mut self) -> String {
+        String::from_utf8_lossy(&self.raw_line().await.expect("unexpected EOF")).into_owned()
+    }
+
+    /// One raw line without CRLF, None on EOF.
+    pub async fn raw_line(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = self.buf[..i].to_vec();
+                self.buf.drain(..i + 2);
+                return Some(line);
+            }
+            if !self.fill().await {
+                return None;
+            }
+        }
+    }
+
+    /// One response with its `{n+}` literals inlined (the literal bytes follow the marker).
+    pub async fn response(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let line = self.raw_line().await.expect("unexpected EOF");
+            out.extend_from_slice(&line);
+            let Some(n) = trailing_literal(&line) else {
+                return out;
+            };
+            out.extend_from_slice(b"\r\n");
+            while self.buf.len() < n {
+                assert!(self.fill().await, "EOF inside a literal");
+            }
+            out.extend(self.buf.drain(..n));
+        }
+    }
+
+    /// Responses up to and including the tagged status line of `tag`.
+    pub async fn until_done(&mut self, tag: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let r = String::from_utf8_lossy(&self.response().await).into_owned();
+            let done = ["OK", "NO", "BAD", "BYE"]
+                .iter()
+                .any(|s| r.starts_with(&format!("{tag} {s} ")));
+            out.push(r);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    /// Send a command line (CRLF added) and collect its responses.
+    pub async fn cmd(&mut self, tag: &str, rest: &str) -> Vec<String> {
+        self.send(format!("{tag} {rest}\r\n")).await;
+        self.until_done(tag).await
+    }
+
+    /// True when the server closed the connection (after any remaining bytes were read).
+    pub async fn closed(&mut self) -> bool {
+        loop {
+            if !self.buf.is_empty() {
+                self.buf.clear();
+            }
+            if !self.fill().await {
+                return true;
+            }
+        }
+    }
+
+    /// Bytes received and not yet consumed.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+fn trailing_literal(line: &[u8]) -> Option<usize> {
+    let s = std::str::from_utf8(line).ok()?;
+    let inner = s.strip_suffix("+}")?;
+    let start = inner.rfind('{')?;
+    inner[start + 1..].parse().ok()
+}
