@@ -25,3 +25,15 @@ fn mailutil_copy_of_60_messages_is_byte_identical() {
     assert!(out.status.success(), "mailutil interop failed: {stdout}");
     assert!(stdout.contains("PASS"), "{stdout}");
 }
+
+#[test]
+#[ignore = "needs the Debian package uw-mailutils (mailutil) and python3"]
+fn mailutil_copy_of_60_messages_is_byte_identical() {
+    run_script(&[]);
+}
+
+#[test]
+#[ignore = "needs the Debian package uw-mailutils (mailutil), python3 and openssl"]
+fn mailutil_copy_over_starttls_is_byte_identical() {
+    run_script(&["--tls"]);
+}
