@@ -21,7 +21,7 @@ enum Source {
 
 impl Session {
     /// The (seq, uid) pairs of the selected view matching `set`.
-    fn resolve(&self, uid: bool, set: &SequenceSet) -> Vec<(u32, u32)> {
+    pub(super) fn resolve(&self, uid: bool, set: &SequenceSet) -> Vec<(u32, u32)> {
         let Some(sel) = self.selected.as_ref() else {
             return Vec::new();
         };

@@ -7,6 +7,7 @@
 //! FETCH, STORE or SEARCH completes (RFC 3501 7.4.1).
 
 mod append;
+mod copy;
 mod fetch;
 
 use std::collections::BTreeSet;
@@ -533,13 +534,7 @@ impl Session {
                 silent,
                 flags,
             } => self.store(tag, uid, &set, op, silent, &flags).await,
-            Command::Copy { .. } => {
-                self.tagged(
-                    tag,
-                    "NO",
-                    "COPY is not supported by this server; use APPEND",
-                );
-            }
+            Command::Copy { uid, set, mailbox } => self.copy(tag, uid, &set, &mailbox).await,
         }
         Ok(Flow::Continue)
     }
