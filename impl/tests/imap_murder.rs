@@ -189,3 +189,23 @@ async fn master_unreachable_means_create_fails() {
     assert!(t.text.contains(" NO"), "{t:?}");
     assert_eq!(c.status("x").await, None);
 }
+
+#[tokio::test]
+async fn local_create_failure_after_reserve_releases_the_name() {
+    let (addr, master) = fake_master().await;
+    let s = TestServer::start_with(|c| c.mupdate = Some(link(&addr))).await;
+    let mut c = s.alice().await;
+    // An empty hierarchy level is refused by the local store, after RESERVE succeeded.
+    let (_, t) = c.cmd("CREATE bad//name").await;
+    assert!(t.text.contains(" NO"), "{t:?}");
+    let log = master.log();
+    let tail: Vec<&str> = log.iter().rev().take(2).rev().map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        [
+            "C00 RESERVE \"user.alice.bad..name\" \"backend1!default\"",
+            "C00 DELETE \"user.alice.bad..name\"",
+        ]
+    );
+    assert_eq!(c.status("bad//name").await, None);
+}
