@@ -381,3 +381,30 @@ async fn copy_and_uid_copy_report_copyuid_and_preserve_bytes_and_flags() {
     let (u, _) = c.cmd("FETCH 1 FLAGS").await;
     assert!(u[0].text.contains("\\Flagged"), "{u:?}");
 }
+
+#[tokio::test]
+async fn flag_changes_by_another_session_are_reported_once() {
+    let s = TestServer::start().await;
+    let mut a = s.alice().await;
+    a.append_plus("INBOX", &[("", b"x\r\n"), ("", b"y\r\n")])
+        .await;
+    a.ok("SELECT INBOX").await;
+    let mut b = s.alice().await;
+    b.ok("SELECT INBOX").await;
+    let u = a.ok("STORE 2 +FLAGS.SILENT (\\Flagged)").await;
+    assert!(u.is_empty(), "own .SILENT change is not reported: {u:?}");
+    let u = b.ok("NOOP").await;
+    let fetches: Vec<&str> = u
+        .iter()
+        .map(|l| l.text.as_str())
+        .filter(|t| t.contains("FETCH"))
+        .collect();
+    assert_eq!(fetches, vec!["* 2 FETCH (FLAGS (\\Flagged))"]);
+    let u = b.ok("NOOP").await;
+    assert!(
+        u.iter().all(|l| !l.text.contains("FETCH")),
+        "reported once: {u:?}"
+    );
+    let u = a.ok("NOOP").await;
+    assert!(u.iter().all(|l| !l.text.contains("FETCH")), "{u:?}");
+}

@@ -73,6 +73,8 @@ impl MailStore {
                 uid_next: 1,
                 messages: BTreeMap::new(),
                 recent_claimed: 0,
+                modseq: 0,
+                flag_changes: BTreeMap::new(),
             },
         );
         Ok(())

@@ -106,6 +106,10 @@ pub struct MailboxView {
     pub messages: BTreeMap<u32, MessageMeta>,
     /// Highest UID some session has already reported as \Recent.
     pub recent_claimed: u32,
+    /// Counts flag changes (in memory only; sessions compare it to what they reported).
+    pub modseq: u64,
+    /// For each message whose flags changed since start-up: the `modseq` of the last change.
+    pub flag_changes: BTreeMap<u32, u64>,
 }
 
 /// The messages of one APPEND received into a staging segment, fsynced, ready to commit.
@@ -137,6 +141,17 @@ pub struct Appended {
     pub uid_validity: u32,
     /// The UIDs assigned, in message order.
     pub uids: Vec<u32>,
+}
+
+/// The result of [`MailStore::store_flags`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlagsStored {
+    /// (uid, new flags) of each message changed.
+    pub flags: Vec<(u32, BTreeSet<String>)>,
+    /// The mailbox's `modseq` before the change.
+    pub modseq_before: u64,
+    /// And after it.
+    pub modseq_after: u64,
 }
 
 /// STATUS numbers.
@@ -262,6 +277,8 @@ impl MailStore {
                         uid_validity: rec.uid_validity,
                         uid_next: rec.uid_next,
                         recent_claimed: rec.uid_next.saturating_sub(1),
+                        modseq: 0,
+                        flag_changes: BTreeMap::new(),
                         messages,
                     },
                 );
@@ -537,15 +554,15 @@ impl MailStore {
         Ok(())
     }
 
-    /// STORE flags on the given UIDs of mailbox `id`; returns the new flags of each message
-    /// that still exists.
+    /// STORE flags on the given UIDs of mailbox `id`: the new flags of each message that still
+    /// exists, and the mailbox's `modseq` before and after.
     pub fn store_flags(
         &self,
         id: u64,
         uids: &[u32],
         op: StoreOp,
         flags: &[String],
-    ) -> Result<Vec<(u32, BTreeSet<String>)>, StoreError> {
+    ) -> Result<FlagsStored, StoreError> {
         let _w = self.writer();
         let Some(mut view) = self.view_by_id(id) else {
             return Err(StoreError::NoMailbox);
@@ -583,15 +600,24 @@ impl MailStore {
         }
         tx.commit().map_err(db_err)?;
         let mut st = self.state();
+        let (mut before, mut after) = (0, 0);
         if let Some(live) = st.mailboxes.values_mut().find(|m| m.id == id) {
+            before = live.modseq;
+            live.modseq += 1;
+            after = live.modseq;
             for (uid, m) in &changed {
                 if let Some(x) = live.messages.get_mut(uid) {
                     x.flags = m.flags.clone();
+                    live.flag_changes.insert(*uid, after);
                 }
             }
         }
         self.notify(&st, id);
-        Ok(changed.into_iter().map(|(u, m)| (u, m.flags)).collect())
+        Ok(FlagsStored {
+            flags: changed.into_iter().map(|(u, m)| (u, m.flags)).collect(),
+            modseq_before: before,
+            modseq_after: after,
+        })
     }
 
     /// EXPUNGE: remove the messages flagged \Deleted; returns their UIDs.
@@ -627,6 +653,7 @@ impl MailStore {
                     .collect();
                 for uid in &gone {
                     live.messages.remove(uid);
+                    live.flag_changes.remove(uid);
                 }
                 let still: BTreeSet<u32> = live.messages.values().map(|m| m.segment).collect();
                 dead = candidates.difference(&still).copied().collect();

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use super::{Res, Session};
 use crate::imap::codec::command::{FetchAttr, SearchKey, Section, SequenceSet, StoreOp};
 use crate::imap::codec::response::flag_list;
-use crate::imap::mailstore::MessageMeta;
+use crate::imap::mailstore::{FlagsStored, MessageMeta};
 use crate::imap::message::{body_structure, envelope, header_end, header_fields, read_header};
 
 /// Where the octets of a body section come from.
@@ -39,6 +39,16 @@ impl Session {
                 }
             })
             .collect()
+    }
+
+    /// This session's own STORE reported `stored`: unless another change came in between,
+    /// the flag-change report (see `sync_selected`) can skip it.
+    fn flags_reported(&mut self, stored: &FlagsStored) {
+        if let Some(sel) = self.selected.as_mut()
+            && sel.modseq_seen == stored.modseq_before
+        {
+            sel.modseq_seen = stored.modseq_after;
+        }
     }
 
     fn flags_of(&self, uid: u32, flags: &BTreeSet<String>) -> String {
@@ -79,9 +89,13 @@ impl Session {
             let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
             let seen = vec!["\\Seen".to_string()];
             let s = store.clone();
-            let _ =
+            let stored =
                 tokio::task::spawn_blocking(move || s.store_flags(id, &uids, StoreOp::Add, &seen))
                     .await;
+            if let Ok(Ok(stored)) = stored {
+                // The FETCH below reports these flags; do not report them again.
+                self.flags_reported(&stored);
+            }
         }
         let Some(view) = store.view_by_id(id) else {
             self.tagged(tag, "NO", "Mailbox was deleted");
@@ -327,10 +341,13 @@ impl Session {
         let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
         let store = self.shared.store.clone();
         let r = tokio::task::spawn_blocking(move || store.store_flags(id, &uids, op, &canon)).await;
-        let Ok(Ok(changed)) = r else {
+        let Ok(Ok(stored)) = r else {
             self.tagged(tag, "NO", "STORE failed");
             return;
         };
+        // Reported below, or deliberately not (.SILENT): either way not as someone else's change.
+        self.flags_reported(&stored);
+        let changed = stored.flags;
         if !silent {
             for (seq, u) in &targets {
                 if let Some((_, f)) = changed.iter().find(|(cu, _)| cu == u) {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::{Selected, Session};
 use crate::imap::codec::command::StatusItem;
-use crate::imap::codec::response::push_mailbox;
+use crate::imap::codec::response::{flag_list, push_mailbox};
 use crate::imap::faults::Fault;
 use crate::imap::mailstore::StoreError;
 use crate::imap::mupdate_link::{MupdateError, MupdateOp, mupdate_name, owner_acl};
@@ -54,6 +54,7 @@ impl Session {
             uids,
             recent,
             watch,
+            modseq_seen: view.modseq,
         });
         let (code, cmd) = if read_only {
             ("[READ-ONLY]", "EXAMINE")
@@ -92,6 +93,25 @@ impl Session {
                     sel.uids.remove(i);
                 }
             }
+        }
+        if let Some(view) = &view
+            && view.modseq > sel.modseq_seen
+        {
+            // Flags changed by other sessions (RFC 3501 7.4.2: unsolicited FETCH).
+            for (uid, _) in view
+                .flag_changes
+                .iter()
+                .filter(|(_, m)| **m > sel.modseq_seen)
+            {
+                if let (Ok(i), Some(meta)) = (sel.uids.binary_search(uid), view.messages.get(uid)) {
+                    let mut flags: Vec<&str> = meta.flags.iter().map(String::as_str).collect();
+                    if sel.recent.contains(uid) {
+                        flags.push("\\Recent");
+                    }
+                    lines.push(format!("* {} FETCH (FLAGS {})", i + 1, flag_list(flags)));
+                }
+            }
+            sel.modseq_seen = view.modseq;
         }
         if let Some(view) = view.filter(|_| announce_new) {
             let last = sel.uids.last().copied().unwrap_or(0);

@@ -105,6 +105,8 @@ pub(crate) struct Selected {
     /// UIDs this session reports as \Recent.
     pub recent: BTreeSet<u32>,
     pub watch: watch::Receiver<u64>,
+    /// The mailbox `modseq` up to which flag changes were reported.
+    pub modseq_seen: u64,
 }
 
 /// A connection's protocol state.
