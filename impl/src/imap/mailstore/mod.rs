@@ -360,6 +360,13 @@ impl MailStore {
             .cloned()
     }
 
+    /// Run `f` on mailbox `id`'s live state without copying it (None once deleted). `f` must
+    /// not call back into the store.
+    pub fn with_view<R>(&self, id: u64, f: impl FnOnce(&MailboxView) -> R) -> Option<R> {
+        let st = self.state();
+        st.mailboxes.values().find(|m| m.id == id).map(f)
+    }
+
     /// Messages above `uid` that no session has reported as \Recent yet become this caller's.
     /// Returns the UIDs claimed.
     pub fn claim_recent(&self, id: u64) -> Vec<u32> {
@@ -564,25 +571,29 @@ impl MailStore {
         flags: &[String],
     ) -> Result<FlagsStored, StoreError> {
         let _w = self.writer();
-        let Some(mut view) = self.view_by_id(id) else {
-            return Err(StoreError::NoMailbox);
-        };
-        let mut changed = Vec::new();
-        for uid in uids {
-            let Some(m) = view.messages.get_mut(uid) else {
-                continue;
-            };
-            match op {
-                StoreOp::Replace => m.flags = flags.iter().cloned().collect(),
-                StoreOp::Add => m.flags.extend(flags.iter().cloned()),
-                StoreOp::Remove => {
-                    for f in flags {
-                        m.flags.remove(f);
+        let changed = self.with_view(id, |view| {
+            let mut changed = Vec::new();
+            for uid in uids {
+                let Some(m) = view.messages.get(uid) else {
+                    continue;
+                };
+                let mut m = m.clone();
+                match op {
+                    StoreOp::Replace => m.flags = flags.iter().cloned().collect(),
+                    StoreOp::Add => m.flags.extend(flags.iter().cloned()),
+                    StoreOp::Remove => {
+                        for f in flags {
+                            m.flags.remove(f);
+                        }
                     }
                 }
+                changed.push((*uid, m));
             }
-            changed.push((*uid, m.clone()));
-        }
+            changed
+        });
+        let Some(changed) = changed else {
+            return Err(StoreError::NoMailbox);
+        };
         let tx = self.db.begin_write().map_err(db_err)?;
         {
             let mut msgs = tx.open_table(MESSAGES).map_err(db_err)?;
@@ -623,15 +634,16 @@ impl MailStore {
     /// EXPUNGE: remove the messages flagged \Deleted; returns their UIDs.
     pub fn expunge(&self, id: u64) -> Result<Vec<u32>, StoreError> {
         let _w = self.writer();
-        let Some(view) = self.view_by_id(id) else {
+        let gone = self.with_view(id, |view| {
+            view.messages
+                .iter()
+                .filter(|(_, m)| m.flags.contains("\\Deleted"))
+                .map(|(u, _)| *u)
+                .collect::<Vec<u32>>()
+        });
+        let Some(gone) = gone else {
             return Err(StoreError::NoMailbox);
         };
-        let gone: Vec<u32> = view
-            .messages
-            .iter()
-            .filter(|(_, m)| m.flags.contains("\\Deleted"))
-            .map(|(u, _)| *u)
-            .collect();
         if gone.is_empty() {
             return Ok(gone);
         }

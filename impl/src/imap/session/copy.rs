@@ -57,7 +57,14 @@ impl Session {
             self.tagged(tag, "NO", text);
             return;
         }
-        let Some(view) = store.view_by_id(id) else {
+        let targets = self.resolve(uid, set);
+        let metas = store.with_view(id, |view| {
+            targets
+                .iter()
+                .filter_map(|&(_, u)| view.messages.get(&u).map(|m| (u, m.clone())))
+                .collect::<Vec<_>>()
+        });
+        let Some(metas) = metas else {
             self.tagged(tag, "NO", "Mailbox was deleted");
             return;
         };
@@ -65,18 +72,16 @@ impl Session {
         let mut sources = Vec::new();
         let mut parts = Vec::new();
         let mut offset = 0;
-        for (_, u) in self.resolve(uid, set) {
-            if let Some(m) = view.messages.get(&u) {
-                src_uids.push(u);
-                sources.push((store.segment_path(id, m.segment), m.offset, m.size));
-                parts.push(StagedPart {
-                    offset,
-                    size: m.size,
-                    flags: m.flags.iter().cloned().collect(),
-                    date: m.date,
-                });
-                offset += m.size;
-            }
+        for (u, m) in metas {
+            src_uids.push(u);
+            sources.push((store.segment_path(id, m.segment), m.offset, m.size));
+            parts.push(StagedPart {
+                offset,
+                size: m.size,
+                flags: m.flags.into_iter().collect(),
+                date: m.date,
+            });
+            offset += m.size;
         }
         if src_uids.is_empty() {
             self.tagged(tag, "OK", "COPY completed (no messages)");

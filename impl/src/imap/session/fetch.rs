@@ -97,7 +97,14 @@ impl Session {
                 self.flags_reported(&stored);
             }
         }
-        let Some(view) = store.view_by_id(id) else {
+        // The metadata of the targets only (the mailbox is not copied).
+        let metas = store.with_view(id, |view| {
+            targets
+                .iter()
+                .filter_map(|&(seq, u)| view.messages.get(&u).map(|m| (seq, u, m.clone())))
+                .collect::<Vec<_>>()
+        });
+        let Some(metas) = metas else {
             self.tagged(tag, "NO", "Mailbox was deleted");
             return Ok(());
         };
@@ -108,10 +115,8 @@ impl Session {
         if sets_seen && !attrs.contains(&FetchAttr::Flags) {
             attrs.push(FetchAttr::Flags);
         }
-        for (seq, u) in targets {
-            let Some(meta) = view.messages.get(&u) else {
-                continue;
-            };
+        for (seq, u, meta) in &metas {
+            let (seq, u) = (*seq, *u);
             let path = store.segment_path(id, meta.segment);
             let base = meta.offset;
             let needs_header = attrs.iter().any(|a| {
@@ -369,30 +374,33 @@ impl Session {
         let Some(sel) = self.selected.as_ref() else {
             return;
         };
-        let Some(view) = self.shared.store.view_by_id(sel.id) else {
+        let n = u32::try_from(sel.uids.len()).unwrap_or(u32::MAX);
+        let max_uid = sel.uids.last().copied().unwrap_or(0);
+        let hits = self.shared.store.with_view(sel.id, |view| {
+            let mut hits = Vec::new();
+            for (i, &u) in sel.uids.iter().enumerate() {
+                let Some(meta) = view.messages.get(&u) else {
+                    continue;
+                };
+                let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                let ctx = Ctx {
+                    seq,
+                    uid: u,
+                    n,
+                    max_uid,
+                    meta,
+                    recent: &sel.recent,
+                };
+                if keys.iter().all(|k| ctx.matches(k)) {
+                    hits.push(if uid { u } else { seq });
+                }
+            }
+            hits
+        });
+        let Some(hits) = hits else {
             self.tagged(tag, "NO", "Mailbox was deleted");
             return;
         };
-        let n = u32::try_from(sel.uids.len()).unwrap_or(u32::MAX);
-        let max_uid = sel.uids.last().copied().unwrap_or(0);
-        let mut hits = Vec::new();
-        for (i, &u) in sel.uids.iter().enumerate() {
-            let Some(meta) = view.messages.get(&u) else {
-                continue;
-            };
-            let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
-            let ctx = Ctx {
-                seq,
-                uid: u,
-                n,
-                max_uid,
-                meta,
-                recent: &sel.recent,
-            };
-            if keys.iter().all(|k| ctx.matches(k)) {
-                hits.push(if uid { u } else { seq });
-            }
-        }
         let mut line = String::from("* SEARCH");
         for h in hits {
             line.push_str(&format!(" {h}"));

@@ -80,47 +80,58 @@ impl Session {
             return;
         };
         sel.watch.borrow_and_update();
-        let view = store.view_by_id(sel.id);
         let mut lines = Vec::new();
-        if allow_expunge {
-            let live = |u: &u32| view.as_ref().is_some_and(|v| v.messages.contains_key(u));
-            for i in (0..sel.uids.len()).rev() {
-                if let Some(u) = sel.uids.get(i)
-                    && !live(u)
-                {
-                    lines.push(format!("* {} EXPUNGE", i + 1));
-                    sel.recent.remove(u);
-                    sel.uids.remove(i);
-                }
-            }
-        }
-        if let Some(view) = &view
-            && view.modseq > sel.modseq_seen
-        {
-            // Flags changed by other sessions (RFC 3501 7.4.2: unsolicited FETCH).
-            for (uid, _) in view
-                .flag_changes
-                .iter()
-                .filter(|(_, m)| **m > sel.modseq_seen)
-            {
-                if let (Ok(i), Some(meta)) = (sel.uids.binary_search(uid), view.messages.get(uid)) {
-                    let mut flags: Vec<&str> = meta.flags.iter().map(String::as_str).collect();
-                    if sel.recent.contains(uid) {
-                        flags.push("\\Recent");
+        // Under the store's short lock, without copying the mailbox.
+        let new = store.with_view(sel.id, |view| {
+            if allow_expunge {
+                for i in (0..sel.uids.len()).rev() {
+                    if let Some(u) = sel.uids.get(i)
+                        && !view.messages.contains_key(u)
+                    {
+                        lines.push(format!("* {} EXPUNGE", i + 1));
+                        sel.recent.remove(u);
+                        sel.uids.remove(i);
                     }
-                    lines.push(format!("* {} FETCH (FLAGS {})", i + 1, flag_list(flags)));
                 }
             }
-            sel.modseq_seen = view.modseq;
-        }
-        if let Some(view) = view.filter(|_| announce_new) {
+            if view.modseq > sel.modseq_seen {
+                // Flags changed by other sessions (RFC 3501 7.4.2: unsolicited FETCH).
+                let changed = view
+                    .flag_changes
+                    .iter()
+                    .filter(|(_, m)| **m > sel.modseq_seen);
+                for (uid, _) in changed {
+                    if let (Ok(i), Some(meta)) =
+                        (sel.uids.binary_search(uid), view.messages.get(uid))
+                    {
+                        let mut flags: Vec<&str> = meta.flags.iter().map(String::as_str).collect();
+                        if sel.recent.contains(uid) {
+                            flags.push("\\Recent");
+                        }
+                        lines.push(format!("* {} FETCH (FLAGS {})", i + 1, flag_list(flags)));
+                    }
+                }
+                sel.modseq_seen = view.modseq;
+            }
+            if !announce_new {
+                return Vec::new();
+            }
             let last = sel.uids.last().copied().unwrap_or(0);
-            let new: Vec<u32> = view
-                .messages
+            view.messages
                 .range(last.saturating_add(1)..)
                 .map(|(u, _)| *u)
-                .collect();
-            if !new.is_empty() {
+                .collect::<Vec<u32>>()
+        });
+        match new {
+            None if allow_expunge => {
+                // The mailbox was deleted: every message is gone.
+                for i in (0..sel.uids.len()).rev() {
+                    lines.push(format!("* {} EXPUNGE", i + 1));
+                }
+                sel.uids.clear();
+                sel.recent.clear();
+            }
+            Some(new) if !new.is_empty() => {
                 sel.uids.extend(&new);
                 if !sel.read_only {
                     sel.recent.extend(store.claim_recent(sel.id));
@@ -128,6 +139,7 @@ impl Session {
                 lines.push(format!("* {} EXISTS", sel.uids.len()));
                 lines.push(format!("* {} RECENT", sel.recent.len()));
             }
+            _ => {}
         }
         for l in lines {
             self.push_line(&l);
