@@ -486,7 +486,8 @@ impl MailStore {
                 let one = std::slice::from_ref(part);
                 let uid = uids.get(i..=i).unwrap_or_default();
                 self.commit(key, view.id, first, uid, one)?;
-                std::thread::sleep(std::time::Duration::from_millis(30));
+                // Long enough that observers wake between the steps even on a loaded machine.
+                std::thread::sleep(std::time::Duration::from_millis(100));
             }
             Ok(())
         });
