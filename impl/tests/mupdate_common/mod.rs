@@ -304,3 +304,63 @@ fn trailing_literal(line: &[u8]) -> Option<usize> {
     let start = inner.rfind('{')?;
     inner[start + 1..].parse().ok()
 }
+
+/// Resident memory of process `pid` in KiB (`VmRSS` of `/proc/PID/status`), None off Linux.
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Raise the soft limit on open files to the hard limit (many-connection tests); returns it.
+#[allow(unsafe_code)]
+pub fn raise_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct passed by pointer.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    lim.rlim_cur
+}
+
+/// A well-behaved client that keeps doing NOOP and FIND round trips on its own connection
+/// until stopped; every round trip must succeed (it panics otherwise, failing the test).
+pub struct Prober {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl Prober {
+    /// Log in as admin on `addr` and start probing.
+    pub async fn start(addr: SocketAddr) -> Prober {
+        let mut c = Client::admin(addr).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            let mut rounds = 0u64;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                assert_eq!(c.cmd("P", "NOOP").await, vec!["P OK \"NOOP complete\""]);
+                let r = c.cmd("F", "FIND \"probe.none\"").await;
+                assert_eq!(r, vec!["F OK \"Search completed\""]);
+                rounds += 1;
+                tokio::task::yield_now().await;
+            }
+            rounds
+        });
+        Prober { stop, task }
+    }
+
+    /// Stop and return how many round trips succeeded (panics if one failed).
+    pub async fn finish(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("prober stuck")
+            .expect("a well-behaved client's round trip failed")
+    }
+}
