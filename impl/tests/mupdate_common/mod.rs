@@ -78,9 +78,21 @@ pub async fn spawn_mupdated(
     log_level: &str,
     stderr: std::process::Stdio,
 ) -> (tokio::process::Child, SocketAddr) {
+    spawn_mupdated_on("127.0.0.1:0", data, passwd, extra, log_level, stderr).await
+}
+
+/// [`spawn_mupdated`] listening on `listen` (a restart on the same port).
+pub async fn spawn_mupdated_on(
+    listen: &str,
+    data: &std::path::Path,
+    passwd: &std::path::Path,
+    extra: &[&str],
+    log_level: &str,
+    stderr: std::process::Stdio,
+) -> (tokio::process::Child, SocketAddr) {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mupdated"))
-        .args(["--listen", "127.0.0.1:0", "--data"])
+        .args(["--listen", listen, "--data"])
         .arg(data)
         .arg("--users")
         .arg(passwd)
