@@ -132,6 +132,13 @@ async fn sigkilled_master_keeps_acknowledged_writes_and_slaves_converge() {
             "acknowledged {name} lost after SIGKILL"
         );
     }
+    for name in &deleted {
+        let line = format!("L MAILBOX \"{name}\" \"h!p\" \"acl\"");
+        assert!(
+            !want.contains(&line),
+            "acknowledged DELETE of {name} undone"
+        );
+    }
     // Each slave converges: a NOOP barrier on its stream (through to the master once the link
     // is back), then its LIST equals the master's. Bounded retries cover a barrier that was
     // answered from the slave's state while its link was still down (a slave answers a barrier
