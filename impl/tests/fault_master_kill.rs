@@ -7,27 +7,11 @@
 mod mupdate_common;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mupdate_common::*;
 use murder_server::mupdate::{Backoff, MasterLink};
-use tokio::process::Child;
-
-async fn spawn_master(dir: &std::path::Path, listen: &str) -> (Child, SocketAddr) {
-    let passwd = dir.join("passwd");
-    std::fs::write(&passwd, PASSWD).unwrap();
-    spawn_mupdated_on(
-        listen,
-        &dir.join("data"),
-        &passwd,
-        &["--admin", "admin", "--admin", "slave"],
-        "warn",
-        Stdio::null(),
-    )
-    .await
-}
 
 /// What the writers were told: names acknowledged present, and names acknowledged deleted.
 #[derive(Default)]
@@ -70,7 +54,7 @@ async fn list(addr: SocketAddr) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_master_keeps_acknowledged_writes_and_slaves_converge() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut master, maddr) = spawn_master(dir.path(), "127.0.0.1:0").await;
+    let (mut master, maddr) = spawn_quiet_mupdated(dir.path(), "127.0.0.1:0").await;
     let mut slaves = Vec::new();
     for _ in 0..2 {
         slaves.push(
@@ -122,7 +106,7 @@ async fn sigkilled_master_keeps_acknowledged_writes_and_slaves_converge() {
         assert_eq!(c.cmd("N", "NOOP").await, vec!["N OK \"NOOP complete\""]);
     }
     // Restart on the same directory and port.
-    let (mut master, addr2) = spawn_master(dir.path(), &maddr.to_string()).await;
+    let (mut master, addr2) = spawn_quiet_mupdated(dir.path(), &maddr.to_string()).await;
     assert_eq!(addr2, maddr);
     let want = list(maddr).await;
     for name in &acked {

@@ -194,23 +194,6 @@ async fn barrier(stream: &mut Client, state: &mut State) -> State {
     state.clone()
 }
 
-/// One random write on a small name space (OK or NO, both fine).
-async fn random_write(c: &mut Client, rng: &mut impl Rng, i: usize) {
-    let name = format!("user.p{}", rng.random_range(0..12));
-    let loc = format!("h{}!p", rng.random_range(0..3));
-    let cmd = match rng.random_range(0..4) {
-        0 => format!("ACTIVATE \"{name}\" \"{loc}\" \"acl{i}\""),
-        1 => format!("RESERVE \"{name}\" \"{loc}\""),
-        2 => format!("DEACTIVATE \"{name}\" \"{loc}\""),
-        _ => format!("DELETE \"{name}\""),
-    };
-    let r = c.cmd("W", &cmd).await;
-    assert!(
-        r.len() == 1 && (r[0].starts_with("W OK ") || r[0].starts_with("W NO ")),
-        "{r:?}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slave_behind_a_faulty_link_never_invents_history_and_converges() {
     let master = server().await;
@@ -253,7 +236,7 @@ async fn a_slave_behind_a_faulty_link_never_invents_history_and_converges() {
             _ => proxy.cut_all(),
         }
         for _ in 0..20 {
-            random_write(&mut writer, &mut rng, writes).await;
+            random_write(&mut writer, "p", 12, writes).await;
             writes += 1;
             if writes % 5 == 0 {
                 observed.push(("LIST", list_state(&mut reader).await));

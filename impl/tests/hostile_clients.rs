@@ -7,7 +7,6 @@
 mod mupdate_common;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use mupdate_common::*;
@@ -19,20 +18,6 @@ use tokio_rustls::TlsConnector;
 
 /// Bound on the resident memory of a `mupdated` under attack (debug build), in KiB.
 const RSS_BOUND_KIB: u64 = 64 * 1024;
-
-/// A real `mupdated` on a temporary directory.
-async fn spawn_child(dir: &std::path::Path) -> (tokio::process::Child, SocketAddr) {
-    let passwd = dir.join("passwd");
-    std::fs::write(&passwd, PASSWD).unwrap();
-    spawn_mupdated(
-        &dir.join("data"),
-        &passwd,
-        &["--admin", "admin"],
-        "warn",
-        Stdio::null(),
-    )
-    .await
-}
 
 /// A judgement of how an attack ended.
 type Check = Box<dyn Fn(&End) -> bool>;
@@ -119,7 +104,7 @@ async fn attack(addr: SocketAddr, login: bool, input: Vec<u8>, after_go_ahead: &
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_is_answered_or_closed_and_memory_stays_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = spawn_child(dir.path()).await;
+    let (mut child, addr) = spawn_quiet_mupdated(dir.path(), "127.0.0.1:0").await;
     let pid = child.id().unwrap();
     let prober = Prober::start(addr).await;
     let ten_mb = vec![b'a'; 10 * 1024 * 1024];
@@ -298,7 +283,7 @@ async fn hostile_input_is_answered_or_closed_and_memory_stays_bounded() {
 async fn a_pipelined_flood_that_is_not_read_does_not_grow_the_server() {
     const N: usize = 100_000;
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = spawn_child(dir.path()).await;
+    let (mut child, addr) = spawn_quiet_mupdated(dir.path(), "127.0.0.1:0").await;
     let pid = child.id().unwrap();
     let prober = Prober::start(addr).await;
     // A client with a small receive buffer, so that unread answers push back on the server

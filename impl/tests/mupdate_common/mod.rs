@@ -119,6 +119,45 @@ pub async fn spawn_mupdated_on(
     (child, addr)
 }
 
+/// A real `mupdated` on `listen` with its data and [`PASSWD`] in `dir`, admins `admin` and
+/// `slave`, logging at warn to nowhere (the fault and hostile-client tests).
+pub async fn spawn_quiet_mupdated(
+    dir: &std::path::Path,
+    listen: &str,
+) -> (tokio::process::Child, SocketAddr) {
+    let passwd = dir.join("passwd");
+    std::fs::write(&passwd, PASSWD).unwrap();
+    spawn_mupdated_on(
+        listen,
+        &dir.join("data"),
+        &passwd,
+        &["--admin", "admin", "--admin", "slave"],
+        "warn",
+        std::process::Stdio::null(),
+    )
+    .await
+}
+
+/// One random write (ACTIVATE, RESERVE, DEACTIVATE or DELETE) of `user.<prefix><0..names>` on
+/// three locations, tagged W; asserts it is answered OK or NO.
+pub async fn random_write(c: &mut Client, prefix: &str, names: usize, i: usize) {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let name = format!("user.{prefix}{}", rng.random_range(0..names));
+    let loc = format!("h{}!p", rng.random_range(0..3));
+    let cmd = match rng.random_range(0..4) {
+        0 => format!("ACTIVATE \"{name}\" \"{loc}\" \"acl{i}\""),
+        1 => format!("RESERVE \"{name}\" \"{loc}\""),
+        2 => format!("DEACTIVATE \"{name}\" \"{loc}\""),
+        _ => format!("DELETE \"{name}\""),
+    };
+    let r = c.cmd("W", &cmd).await;
+    assert!(
+        r.len() == 1 && (r[0].starts_with("W OK ") || r[0].starts_with("W NO ")),
+        "{r:?}"
+    );
+}
+
 /// A raw MUPDATE client.
 pub struct Client {
     /// The socket.
