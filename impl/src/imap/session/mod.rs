@@ -11,6 +11,7 @@ mod auth;
 mod copy;
 mod fetch;
 mod mailbox;
+mod search;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -527,7 +528,9 @@ impl Session {
                 self.tagged(tag, "OK", "CLOSE completed");
             }
             Command::Expunge => self.expunge(tag).await,
-            Command::Search { uid, keys } => self.search(tag, uid, &keys),
+            Command::Search { uid, charset, keys } => {
+                self.search(tag, uid, charset.as_deref(), &keys).await
+            }
             Command::Fetch { uid, set, attrs } => self.fetch(tag, uid, &set, &attrs).await?,
             Command::Store {
                 uid,
