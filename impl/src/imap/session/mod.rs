@@ -119,6 +119,8 @@ pub struct Session {
     shared: Arc<Shared>,
     user: Option<String>,
     selected: Option<Selected>,
+    /// Failed LOGIN/AUTHENTICATE attempts so far (closed at [`Limits::max_auth_failures`]).
+    auth_failures: u32,
 }
 
 enum Flow {
@@ -140,6 +142,7 @@ impl Session {
             shared,
             user: None,
             selected: None,
+            auth_failures: 0,
         }
     }
 
@@ -502,7 +505,7 @@ impl Session {
                         "[PRIVACYREQUIRED] LOGIN is disabled before STARTTLS",
                     );
                 } else {
-                    self.login(tag, &user, &password).await;
+                    return Ok(self.login(tag, &user, &password).await);
                 }
             }
             Command::Authenticate { mechanism, initial } => {
