@@ -422,3 +422,38 @@ async fn the_third_failed_login_is_followed_by_bye_and_close() {
     assert!(c.line().await.is_none());
     s.alice().await.ok("NOOP").await;
 }
+
+/// A full disk (the `DiskFault` hook): APPEND and MULTIAPPEND answer NO, the mailbox is
+/// unchanged (no message, no UID used, no staging file left), reads keep working, a session
+/// with the mailbox selected sees no EXISTS, and APPEND works again once space is back.
+#[tokio::test]
+async fn a_full_disk_fails_append_cleanly_and_reads_keep_working() {
+    let disk = murder_server::imap::DiskFault::new();
+    let d = disk.clone();
+    let s = TestServer::start_with(move |c| c.disk_fault = Some(d)).await;
+    let mut c = s.alice().await;
+    let m: &[u8] = b"Subject: one\r\n\r\nbody\r\n";
+    let (_, t) = c.append_plus("INBOX", &[("", m)]).await;
+    let (_, first) = imap_common::appenduid(&t);
+    let mut watcher = s.alice().await;
+    watcher.ok("SELECT INBOX").await;
+    disk.set_full(true);
+    let (_, t) = c.append_plus("INBOX", &[("", m)]).await;
+    assert!(t.text.contains(" NO "), "{t:?}");
+    let (_, t) = c.append_plus("INBOX", &[("", m), ("(\\Seen) ", m)]).await;
+    assert!(t.text.contains(" NO "), "{t:?}");
+    assert_eq!(imap_common::staging_files(&s.data()), 0);
+    // Reads keep working and see the mailbox unchanged.
+    c.ok("SELECT INBOX").await;
+    let got = c.fetch_all().await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1, m);
+    let u = c.ok("SEARCH BODY body").await;
+    assert_eq!(u[0].text, "* SEARCH 1");
+    let u = watcher.ok("NOOP").await;
+    assert!(!u.iter().any(|l| l.text.contains("EXISTS")), "{u:?}");
+    disk.set_full(false);
+    let (_, t) = c.append_plus("INBOX", &[("", m)]).await;
+    let (_, uids) = imap_common::appenduid(&t);
+    assert_eq!(uids, vec![first[0] + 1], "a failed APPEND used UIDs");
+}

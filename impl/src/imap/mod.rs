@@ -44,7 +44,7 @@ use std::time::Duration;
 
 pub use crate::auth::UserDb;
 pub use crate::net::ServerHandle;
-pub use faults::{Fault, Faults};
+pub use faults::{DiskFault, Fault, Faults};
 pub use mupdate_link::MupdateLink;
 pub use server::start;
 
@@ -109,6 +109,8 @@ pub struct Config {
     pub limits: Limits,
     /// Fault switches (empty: correct behaviour).
     pub faults: Faults,
+    /// Test hook: while on, the mail store refuses to commit APPENDs as if the disk were full.
+    pub disk_fault: Option<DiskFault>,
 }
 
 impl Config {
@@ -123,6 +125,7 @@ impl Config {
             mupdate: None,
             limits: Limits::default(),
             faults: Faults::default(),
+            disk_fault: None,
         }
     }
 }
