@@ -100,6 +100,9 @@ pub struct Config {
     pub limits: Limits,
     /// Deliberate bugs for the conformance suite's mutant tests (empty by default).
     pub faults: Faults,
+    /// Offer SASL GSSAPI (Kerberos 5) with these acceptor credentials (default: none).
+    #[cfg(feature = "gssapi")]
+    pub gssapi: Option<crate::auth::gssapi::GssapiAcceptor>,
 }
 
 impl Config {
@@ -116,6 +119,8 @@ impl Config {
             slave_of: None,
             limits: Limits::default(),
             faults: Faults::default(),
+            #[cfg(feature = "gssapi")]
+            gssapi: None,
         }
     }
 }
@@ -152,6 +157,9 @@ pub(crate) struct Shared {
     pub(crate) slave_ready_timeout: Duration,
     /// On a slave: asks the master link for an upstream NOOP barrier.
     pub(crate) kick: Option<Kick>,
+    /// GSSAPI acceptor credentials, when GSSAPI is offered.
+    #[cfg(feature = "gssapi")]
+    pub(crate) gssapi: Option<crate::auth::gssapi::GssapiAcceptor>,
 }
 
 /// A running server: the transport's [`net::ServerHandle`] plus what `mupdated` owns besides
@@ -277,6 +285,8 @@ pub async fn start(config: Config) -> Result<ServerHandle, MupdateError> {
         slave_ready,
         slave_ready_timeout: ready_timeout,
         kick,
+        #[cfg(feature = "gssapi")]
+        gssapi: config.gssapi,
     });
     let role_text = shared.policy.role.banner_text();
     let handler = move |tcp: TcpStream, peer: SocketAddr, signal: ShutdownSignal| {
