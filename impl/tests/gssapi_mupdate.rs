@@ -353,3 +353,78 @@ async fn mupdated_refuses_a_keytab_without_the_service_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("GSSAPI service mupdate@localhost"), "{err}");
 }
+
+#[tokio::test]
+#[ignore = "needs a KDC: impl/tests/kdc/ci.sh"]
+async fn slave_authenticates_to_its_master_with_gssapi() {
+    let (mut master, master_addr, _master_dir) = gssapi_server().await;
+    let mut admin = Client::connect(master_addr).await;
+    let mut gss = GssapiClient::new(SERVICE, Some(&principal("admin")), "").unwrap();
+    assert_eq!(
+        authenticate(&mut admin, &mut gss, true).await,
+        "A OK \"Authenticated\""
+    );
+    let r = admin
+        .cmd(
+            "W1",
+            "ACTIVATE \"user.replicated\" \"h!p\" \"admin lrswipcda\"",
+        )
+        .await;
+    assert!(r[0].starts_with("W1 OK "), "{r:?}");
+
+    // The slave's link authenticates as admin@MURDER.TEST (mapped to the admin `admin`) from
+    // the ccache collection; its own clients still log in with PLAIN.
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("passwd");
+    std::fs::write(&passwd, PASSWD).unwrap();
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    let master_arg = master_addr.to_string();
+    let (mut slave, slave_addr) = spawn_mupdated(
+        &dir.path().join("data"),
+        &passwd,
+        &[
+            "--slave-of",
+            &master_arg,
+            "--master-mech",
+            "GSSAPI",
+            "--master-service",
+            SERVICE,
+            "--master-user",
+            &principal("admin"),
+        ],
+        "info",
+        log.into(),
+    )
+    .await;
+    let mut c = Client::admin(slave_addr).await;
+    let r = c.cmd("F", "FIND \"user.replicated\"").await;
+    let logged = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    assert!(
+        r[0].starts_with("F MAILBOX \"user.replicated\""),
+        "{r:?}\nslave log:\n{logged}"
+    );
+    // And it streams: a later write on the master reaches the slave (NOOP barrier).
+    let r = admin
+        .cmd("W2", "ACTIVATE \"user.later\" \"h!p\" \"admin lrswipcda\"")
+        .await;
+    assert!(r[0].starts_with("W2 OK "), "{r:?}");
+    c.send("U UPDATE\r\n").await;
+    let dump = c.until_done("U").await;
+    assert!(
+        dump.iter().any(|l| l.contains("user.replicated")),
+        "{dump:?}"
+    );
+    c.send("N NOOP\r\n").await;
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let line = c.line().await;
+        let done = line.starts_with("N OK");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|l| l.contains("user.later")), "{seen:?}");
+    slave.kill().await.unwrap();
+    master.kill().await.unwrap();
+}

@@ -63,11 +63,19 @@ struct Cli {
     #[arg(long = "admin", value_name = "NAME")]
     admins: Vec<String>,
     /// Run as a read-only slave of the master at HOST:PORT.
-    #[arg(long, value_name = "HOST:PORT", requires = "master_user")]
+    #[arg(long, value_name = "HOST:PORT")]
     slave_of: Option<String>,
-    /// User the slave authenticates as on its master.
+    /// User the slave authenticates as on its master (PLAIN, required); with
+    /// `--master-mech GSSAPI` the Kerberos client principal (default: the ccache's).
     #[arg(long)]
     master_user: Option<String>,
+    /// SASL mechanism of the slave's link: PLAIN, or GSSAPI (cargo feature `gssapi`; uses the
+    /// credential cache KRB5CCNAME or the client keytab KRB5_CLIENT_KTNAME).
+    #[arg(long, value_name = "MECH", default_value = "PLAIN")]
+    master_mech: String,
+    /// GSSAPI service of the master (default: mupdate@HOST of --slave-of).
+    #[arg(long, value_name = "SERVICE@HOST")]
+    master_service: Option<String>,
     /// Password of --master-user (visible in the process list: prefer --master-password-file).
     #[arg(long, conflicts_with = "master_password_file")]
     master_password: Option<String>,
@@ -223,6 +231,16 @@ async fn run(cli: Cli) -> Result<()> {
         max_batch: cli.max_batch,
     };
     if let Some(master) = &cli.slave_of {
+        let gssapi = cli.master_mech.eq_ignore_ascii_case("GSSAPI");
+        if !gssapi && !cli.master_mech.eq_ignore_ascii_case("PLAIN") {
+            bail!("--master-mech must be PLAIN or GSSAPI");
+        }
+        if gssapi && cfg!(not(feature = "gssapi")) {
+            bail!("--master-mech GSSAPI needs a mupdated built with the cargo feature `gssapi`");
+        }
+        if !gssapi && cli.master_user.is_none() {
+            bail!("--slave-of needs --master-user");
+        }
         let password = match (&cli.master_password, &cli.master_password_file) {
             (Some(p), _) => p.clone(),
             (None, Some(file)) => std::fs::read_to_string(file)
@@ -231,6 +249,7 @@ async fn run(cli: Cli) -> Result<()> {
                 .next()
                 .unwrap_or_default()
                 .to_string(),
+            (None, None) if gssapi => String::new(),
             (None, None) => bail!("--slave-of needs --master-password or --master-password-file"),
         };
         let mut link = MasterLink::new(
@@ -238,6 +257,15 @@ async fn run(cli: Cli) -> Result<()> {
             cli.master_user.clone().unwrap_or_default(),
             password,
         );
+        #[cfg(feature = "gssapi")]
+        if gssapi {
+            let host = master.rsplit_once(':').map_or(master.as_str(), |(h, _)| h);
+            link.gssapi_service = Some(
+                cli.master_service
+                    .clone()
+                    .unwrap_or_else(|| format!("mupdate@{host}")),
+            );
+        }
         link.backoff = Backoff {
             initial: Duration::from_millis(cli.backoff_initial_ms),
             max: Duration::from_millis(cli.backoff_max_ms),

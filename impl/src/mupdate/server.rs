@@ -33,7 +33,8 @@ use super::slave::{self, Kick};
 pub struct MasterLink {
     /// The master's `host:port`.
     pub master: String,
-    /// The user the slave authenticates as (SASL PLAIN).
+    /// The user the slave authenticates as (SASL PLAIN); with GSSAPI the client principal
+    /// (empty: the default principal of the credential cache).
     pub user: String,
     /// Its password (never logged).
     pub password: String,
@@ -45,6 +46,11 @@ pub struct MasterLink {
     /// How long a client's NOOP on a slave's UPDATE stream waits for the master's answer to the
     /// slave's own upstream NOOP before it is answered from the slave's state (default 10 s).
     pub barrier_timeout: Duration,
+    /// Authenticate with SASL GSSAPI to this host-based service (`mupdate@HOST`) instead of
+    /// PLAIN, with the credential cache (`KRB5CCNAME`) or client keytab (`KRB5_CLIENT_KTNAME`)
+    /// of the process (default: none, PLAIN).
+    #[cfg(feature = "gssapi")]
+    pub gssapi_service: Option<String>,
 }
 
 impl MasterLink {
@@ -61,6 +67,8 @@ impl MasterLink {
             backoff: Backoff::default(),
             ready_timeout: Duration::from_secs(10),
             barrier_timeout: Duration::from_secs(10),
+            #[cfg(feature = "gssapi")]
+            gssapi_service: None,
         }
     }
 }
@@ -74,7 +82,7 @@ impl fmt::Debug for MasterLink {
             .field("backoff", &self.backoff)
             .field("ready_timeout", &self.ready_timeout)
             .field("barrier_timeout", &self.barrier_timeout)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
