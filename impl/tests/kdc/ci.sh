@@ -48,7 +48,7 @@ if [[ -x "$mupdatetest" ]]; then
     work="$kdc_dir/cyrus-interop"
     mkdir -p "$work"
     printf 'admin:{PLAIN}secret\n' >"$work/passwd"
-    target/debug/mupdated --listen 127.0.0.1:0 --data "$work/data" --users "$work/passwd" \
+    "${CARGO_TARGET_DIR:-target}/debug/mupdated" --listen 127.0.0.1:0 --data "$work/data" --users "$work/passwd" \
         --keytab "$kdc_dir/mupdate.keytab" --admin admin --auth-failure-delay-ms 0 \
         >"$work/out" 2>"$work/err" &
     server=$!
