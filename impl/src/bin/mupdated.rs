@@ -27,7 +27,10 @@ Behaviour:
   * Offers SASL PLAIN and LOGIN (`* AUTH PLAIN LOGIN`), STARTTLS when --tls-cert/--tls-key are
     given, and GSSAPI (Kerberos 5, no security layer) when --keytab is given (binary built with
     the cargo feature `gssapi`): the service principal is mupdate/SERVER-NAME@REALM, a client
-    principal user@REALM of the service's realm is user `user`, any other stays `user@REALM`. Before AUTHENTICATE every command but AUTHENTICATE, STARTTLS and LOGOUT gets NO.
+    principal user@REALM of the service's realm is user `user`, any other stays `user@REALM`.
+    Before AUTHENTICATE every command but AUTHENTICATE, STARTTLS and LOGOUT gets NO.
+  * --require-tls: AUTHENTICATE only after STARTTLS (`NO \"TLS required\"` before).
+  * After --max-auth-failures failed AUTHENTICATEs (default 3) a connection gets `* BYE`.
   * Lines must end with CRLF; a line ending in a bare LF is answered BAD.
   * Writes are durable (fsync, group commit) before OK. UPDATE streams every committed change
     at once, with every intermediate state; NOOP on a stream is a barrier.
@@ -119,6 +122,13 @@ struct Cli {
     /// Pause before answering a failed AUTHENTICATE, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     auth_failure_delay_ms: u64,
+    /// Failed AUTHENTICATEs per connection; the last one's NO is followed by `* BYE` (>= 1).
+    #[arg(long, default_value_t = Limits::default().max_auth_failures)]
+    max_auth_failures: u32,
+    /// Refuse AUTHENTICATE until STARTTLS (needs --tls-cert/--tls-key); the banner lists no
+    /// SASL mechanism before TLS.
+    #[arg(long, requires = "tls_cert")]
+    require_tls: bool,
     /// Changes an UPDATE subscriber may fall behind before it is dropped.
     #[arg(long, default_value_t = Limits::default().subscriber_buffer)]
     subscriber_buffer: usize,
@@ -215,6 +225,7 @@ async fn run(cli: Cli) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("GSSAPI service {service}: {e}"))?;
         config.gssapi = Some(acceptor);
     }
+    config.require_tls = cli.require_tls;
     if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
         config.tls = Some(net::load_server_config(cert, key)?);
     }
@@ -227,6 +238,7 @@ async fn run(cli: Cli) -> Result<()> {
         max_connections: cli.max_connections,
         idle_timeout: Duration::from_secs(cli.idle_timeout),
         auth_failure_delay: Duration::from_millis(cli.auth_failure_delay_ms),
+        max_auth_failures: cli.max_auth_failures,
         subscriber_buffer: cli.subscriber_buffer,
         max_batch: cli.max_batch,
     };
