@@ -56,6 +56,18 @@ impl Prober {
     }
 }
 
+/// A real `imapd` process (alice/secret) for memory measurements: (its directory, the child,
+/// its pid, its address).
+async fn child_imapd() -> (tempfile::TempDir, tokio::process::Child, u32, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, "alice:{PLAIN}secret\n").unwrap();
+    let (child, addr) =
+        spawn_imapd(env!("CARGO_BIN_EXE_imapd"), &dir.path().join("d"), &users).await;
+    let pid = child.id().unwrap();
+    (dir, child, pid, addr)
+}
+
 /// How an attack ended (the texts are printed with `--nocapture`).
 #[derive(Debug)]
 #[allow(dead_code)]
@@ -169,12 +181,7 @@ fn answered(e: &End, p: &str) -> bool {
 /// answers throughout, and the `imapd` process stays under [`RSS_BOUND_KIB`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_is_answered_or_closed_and_memory_stays_bounded() {
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users");
-    std::fs::write(&users, "alice:{PLAIN}secret\n").unwrap();
-    let (child, addr) =
-        spawn_imapd(env!("CARGO_BIN_EXE_imapd"), &dir.path().join("d"), &users).await;
-    let pid = child.id().unwrap();
+    let (_dir, _child, pid, addr) = child_imapd().await;
     let prober = Prober::start(addr).await;
     let ten_mb = {
         let mut v = b"a NOOP ".to_vec();
@@ -282,12 +289,7 @@ async fn hostile_input_is_answered_or_closed_and_memory_stays_bounded() {
 /// answers back up, so its memory stays bounded, and other clients are served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipelined_flood_that_is_not_read_does_not_grow_the_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users");
-    std::fs::write(&users, "alice:{PLAIN}secret\n").unwrap();
-    let (child, addr) =
-        spawn_imapd(env!("CARGO_BIN_EXE_imapd"), &dir.path().join("d"), &users).await;
-    let pid = child.id().unwrap();
+    let (_dir, _child, pid, addr) = child_imapd().await;
     let prober = Prober::start(addr).await;
     let before = vm_rss_kib(pid).unwrap();
     let mut flood = Vec::new();
@@ -315,12 +317,7 @@ async fn a_pipelined_flood_that_is_not_read_does_not_grow_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_idle_connections_and_a_slowloris_leave_others_served() {
     raise_nofile_limit();
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users");
-    std::fs::write(&users, "alice:{PLAIN}secret\n").unwrap();
-    let (child, addr) =
-        spawn_imapd(env!("CARGO_BIN_EXE_imapd"), &dir.path().join("d"), &users).await;
-    let pid = child.id().unwrap();
+    let (_dir, _child, pid, addr) = child_imapd().await;
     let prober = Prober::start(addr).await;
     let mut idle = Vec::new();
     for _ in 0..1000 {
