@@ -58,6 +58,9 @@ pub struct RunConfig {
     pub jobs: usize,
     /// Run id: 6 hex digits, part of every unique name.
     pub run_id: String,
+    /// `--skip` patterns: matching cases are not run and are reported NOT-RUN "skipped by the
+    /// user" (for servers that crash on some inputs and must not be fed them in a run).
+    pub skip: Vec<String>,
 }
 
 /// A MUPDATE server's role from its banner.
