@@ -531,6 +531,42 @@ impl Exec<'_> {
                     }
                 }
             }
+            StepKind::Settle { conn } => {
+                let deadline = self.deadline();
+                for _ in 0..MAX_SKIPPED_LINES {
+                    let cs = get_cs(&mut self.conns, conn)?;
+                    match cs.conn.read_line(deadline, budget).await {
+                        Err(ReadError::Closed) | Err(ReadError::Io(_)) => {
+                            self.tr.note(conn, "closed by server");
+                            self.conns.remove(conn);
+                            if let Some(sim) = self.sim.as_mut() {
+                                sim.close(conn);
+                            }
+                            break;
+                        }
+                        Err(ReadError::Timeout(_)) => {
+                            self.tr
+                                .note(conn, "no reaction within the timeout (still reading)");
+                            break;
+                        }
+                        Err(e) => return Err(StepFail::msg(e.to_string())),
+                        Ok(line) => {
+                            self.tr.push(conn, Dir::Received, &line.bytes);
+                            self.observe(conn, &line);
+                            let toks = tokenize(&line.bytes);
+                            let (a, b) = first_two(&toks);
+                            let done = match (a, b) {
+                                (Some(b"*"), Some(w)) => w.eq_ignore_ascii_case(b"BYE"),
+                                (Some(_), Some(w)) => Status::from_word(w).is_some(),
+                                _ => false,
+                            };
+                            if done {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
             StepKind::Silent { conn } => {
                 let tag = self.tags.fresh();
                 let mut cmd = tag.clone();
