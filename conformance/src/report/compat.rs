@@ -44,6 +44,11 @@ struct DocInfo {
 
 #[derive(Debug, Deserialize)]
 struct DocCase {
+    id: String,
+    #[serde(default)]
+    target: String,
+    #[serde(default)]
+    reason: Option<String>,
     protocol: String,
     level: String,
     grade: String,
@@ -90,51 +95,104 @@ pub fn product_of(greeting: &str) -> String {
     text.trim().to_string()
 }
 
-fn row(path: &std::path::Path, dir: Option<&std::path::Path>) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let doc: Doc = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let mut out = String::new();
-    for t in &doc.targets {
-        let mut by: BTreeMap<&str, Tally> = BTreeMap::new();
-        for c in doc.cases.iter().filter(|c| c.protocol == t.info.protocol) {
-            let e = by.entry(level_column(&c.level)).or_default();
-            match c.grade.as_str() {
-                "PASS" => e.pass += 1,
-                "FAIL" => e.fail += 1,
-                "NON-STRICT" => e.non_strict += 1,
-                "N/A" => e.na += 1,
-                _ => e.not_run += 1,
+/// One table row: a target (address, protocol, greeting) and its cases, merged over every
+/// report that tested it.
+struct Row {
+    stem: String,
+    addr: String,
+    protocol: String,
+    greeting: String,
+    cases: BTreeMap<String, DocCase>,
+}
+
+fn skipped(c: &DocCase) -> bool {
+    c.grade == "NOT-RUN"
+        && c.reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("skipped by the user"))
+}
+
+/// Read the reports; reports of one target (same address, protocol and greeting) merge into one
+/// row, where a case that ran in one report replaces its `--skip`ped NOT-RUN in another.
+fn rows(paths: &[PathBuf]) -> Result<Vec<Row>, String> {
+    let mut rows: Vec<Row> = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let doc: Doc =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let mut cases = doc.cases;
+        for t in &doc.targets {
+            let idx = match rows.iter().position(|r| {
+                r.addr == t.addr && r.protocol == t.info.protocol && r.greeting == t.info.greeting
+            }) {
+                Some(i) => i,
+                None => {
+                    rows.push(Row {
+                        stem: stem.clone(),
+                        addr: t.addr.clone(),
+                        protocol: t.info.protocol.clone(),
+                        greeting: t.info.greeting.clone(),
+                        cases: BTreeMap::new(),
+                    });
+                    rows.len() - 1
+                }
+            };
+            let Some(row) = rows.get_mut(idx) else {
+                continue;
+            };
+            let (mine, rest): (Vec<DocCase>, Vec<DocCase>) = cases.into_iter().partition(|c| {
+                c.protocol == t.info.protocol && (c.target.is_empty() || c.target == t.addr)
+            });
+            cases = rest;
+            for c in mine {
+                let replace = row
+                    .cases
+                    .get(&c.id)
+                    .is_none_or(|old| skipped(old) || !skipped(&c));
+                if replace {
+                    row.cases.insert(c.id.clone(), c);
+                }
             }
         }
-        let waived = doc
-            .cases
-            .iter()
-            .filter(|c| c.protocol == t.info.protocol && c.waived.is_some())
-            .count();
-        let cell = |l: &str| by.get(l).map(Tally::cell).unwrap_or_else(|| "-".into());
-        let link = match dir {
-            Some(d) if d.join(format!("{stem}.txt")).exists() => {
-                let p = d.join(format!("{stem}.txt"));
-                format!("[{0} listed]({1})", waived, p.display())
-            }
-            _ => "none".to_string(),
-        };
-        let _ = writeln!(
-            out,
-            "| {stem} | {} | {} | {} | {} | {} | {} | {link} |",
-            product_of(&t.info.greeting).replace('|', "\\|"),
-            t.info.protocol,
-            t.addr,
-            cell("MUST"),
-            cell("SHOULD"),
-            cell("ROBUSTNESS"),
-        );
     }
-    Ok(out)
+    Ok(rows)
+}
+
+fn render_row(row: &Row, dir: Option<&std::path::Path>) -> String {
+    let mut by: BTreeMap<&str, Tally> = BTreeMap::new();
+    for c in row.cases.values() {
+        let e = by.entry(level_column(&c.level)).or_default();
+        match c.grade.as_str() {
+            "PASS" => e.pass += 1,
+            "FAIL" => e.fail += 1,
+            "NON-STRICT" => e.non_strict += 1,
+            "N/A" => e.na += 1,
+            _ => e.not_run += 1,
+        }
+    }
+    let waived = row.cases.values().filter(|c| c.waived.is_some()).count();
+    let cell = |l: &str| by.get(l).map(Tally::cell).unwrap_or_else(|| "-".into());
+    let link = match dir {
+        Some(d) if d.join(format!("{}.txt", row.stem)).exists() => {
+            let p = d.join(format!("{}.txt", row.stem));
+            format!("[{waived} listed]({})", p.display())
+        }
+        _ => "none".to_string(),
+    };
+    format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {link} |\n",
+        row.stem,
+        product_of(&row.greeting).replace('|', "\\|"),
+        row.protocol,
+        row.addr,
+        cell("MUST"),
+        cell("SHOULD"),
+        cell("ROBUSTNESS"),
+    )
 }
 
 /// MAY cases count with SHOULD (both are graded NON-STRICT when they fail).
@@ -151,13 +209,14 @@ pub fn render(args: &ReportArgs) -> Result<String, String> {
     let mut s = String::from(
         "| target | implementation (from its greeting) | suite | address | MUST | SHOULD/MAY | ROBUSTNESS | expected failures |\n|---|---|---|---|---|---|---|---|\n",
     );
-    for p in &args.reports {
-        s.push_str(&row(p, args.expect_fail_dir.as_deref())?);
+    for r in rows(&args.reports)? {
+        s.push_str(&render_row(&r, args.expect_fail_dir.as_deref()));
     }
     s.push_str(
         "\nEach level cell: pass / fail / non-strict / n/a. FAIL is a failed MUST or ROBUSTNESS \
          case, NON-STRICT a failed SHOULD or MAY case, N/A a case whose needs the target does not \
-         meet (no STARTTLS, not a slave, ...); cases skipped with --skip are counted as not run.\n",
+         meet (no STARTTLS, not a slave, ...). Reports of one target (same address and greeting) are \
+         merged: a case run alone replaces its --skip entry in the main run.\n",
     );
     Ok(s)
 }

@@ -88,7 +88,7 @@ pub struct TargetInfo {
     pub mechs: BTreeSet<String>,
     /// STARTTLS advertised on a plain connection.
     pub starttls: bool,
-    /// The greeting's first line, as text.
+    /// The greeting as text: IMAP's first line, MUPDATE's `* OK MUPDATE` banner line.
     pub greeting: String,
     /// Why the second user could not log in, if it could not (its cases are then N/A).
     pub user2_refused: Option<String>,
