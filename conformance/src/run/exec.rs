@@ -194,6 +194,15 @@ impl Exec<'_> {
         }
     }
 
+    /// The server closed `conn`: note it and forget the connection.
+    fn closed_by_server(&mut self, conn: &str) {
+        self.tr.note(conn, "closed by server");
+        self.conns.remove(conn);
+        if let Some(sim) = self.sim.as_mut() {
+            sim.close(conn);
+        }
+    }
+
     async fn read(&mut self, conn: &str, deadline: Instant) -> Result<Line, StepFail> {
         let budget = self.budget;
         let cs = self
@@ -506,13 +515,7 @@ impl Exec<'_> {
                 let deadline = self.deadline();
                 let cs = get_cs(&mut self.conns, conn)?;
                 match cs.conn.read_line(deadline, budget).await {
-                    Err(ReadError::Closed) | Err(ReadError::Io(_)) => {
-                        self.tr.note(conn, "closed by server");
-                        self.conns.remove(conn);
-                        if let Some(sim) = self.sim.as_mut() {
-                            sim.close(conn);
-                        }
-                    }
+                    Err(ReadError::Closed) | Err(ReadError::Io(_)) => self.closed_by_server(conn),
                     Err(e @ ReadError::Timeout(_)) => {
                         return Err(StepFail::msg(format!(
                             "the server did not close the connection: {e}"
@@ -537,11 +540,7 @@ impl Exec<'_> {
                     let cs = get_cs(&mut self.conns, conn)?;
                     match cs.conn.read_line(deadline, budget).await {
                         Err(ReadError::Closed) | Err(ReadError::Io(_)) => {
-                            self.tr.note(conn, "closed by server");
-                            self.conns.remove(conn);
-                            if let Some(sim) = self.sim.as_mut() {
-                                sim.close(conn);
-                            }
+                            self.closed_by_server(conn);
                             break;
                         }
                         Err(ReadError::Timeout(_)) => {
