@@ -153,6 +153,14 @@ async fn run_one(
         rep.reason = Some(why);
         return rep;
     }
+    if let Some(p) = cfg
+        .skip
+        .iter()
+        .find(|p| crate::report::glob(p, &sc.meta.id))
+    {
+        rep.reason = Some(format!("skipped by the user (--skip {p})"));
+        return rep;
+    }
     if dead.load(Ordering::SeqCst) {
         rep.reason = Some("the target stopped accepting connections earlier in the run".into());
         return rep;
