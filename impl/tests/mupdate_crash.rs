@@ -13,36 +13,19 @@ use std::time::Duration;
 use mupdate_common::*;
 use rand::Rng;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 async fn spawn(dir: &std::path::Path) -> (Child, SocketAddr) {
     let passwd = dir.join("passwd");
     std::fs::write(&passwd, PASSWD).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mupdated"))
-        .args(["--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.join("data"))
-        .arg("--users")
-        .arg(&passwd)
-        .args(["--admin", "admin", "--auth-failure-delay-ms", "0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    tokio::time::timeout(WAIT, out.read_line(&mut line))
-        .await
-        .unwrap()
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .parse()
-        .unwrap();
-    (child, addr)
+    spawn_mupdated(
+        &dir.join("data"),
+        &passwd,
+        &["--admin", "admin"],
+        "warn",
+        Stdio::null(),
+    )
+    .await
 }
 
 /// ACTIVATE unique names until the connection breaks; record each one answered OK.

@@ -202,3 +202,53 @@ async fn reserve_race_has_exactly_one_winner() {
     );
     assert_eq!(replies.iter().filter(|r| r[0].contains(" OK ")).count(), 1);
 }
+
+#[tokio::test]
+async fn random_bytes_never_hurt_the_server() {
+    use rand::{Rng, SeedableRng};
+    let s = server().await;
+    let mut sub = Client::admin(s.addr).await;
+    sub.cmd("U", "UPDATE").await;
+    let seed: u64 = rand::rng().random();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let pieces: &[&[u8]] = &[
+        b"A AUTHENTICATE \"PLAIN\" \"AGFkbWluAHNlY3JldA==\"\r\n",
+        b"X ACTIVATE ",
+        b"{3}\r\n",
+        b"{5+}\r\n",
+        b"\"q\\\"\" ",
+        b"\r\n",
+        b"\n",
+        b"UPDATE\r\n",
+        b"NOOP\r\n",
+        b"\0",
+        b"*\r\n",
+        b" ",
+    ];
+    for round in 0..40 {
+        let mut input = Vec::new();
+        for _ in 0..rng.random_range(1..30) {
+            if rng.random_bool(0.5) {
+                input.extend_from_slice(pieces[rng.random_range(0..pieces.len())]);
+            } else {
+                let n = rng.random_range(0..40);
+                input.extend((0..n).map(|_| rng.random::<u8>()));
+            }
+        }
+        let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        use tokio::io::AsyncWriteExt;
+        let _ = c.write_all(&input).await;
+        drop(c);
+        // The server still serves, and the subscriber still gets changes.
+        let mut other = Client::admin(s.addr).await;
+        let r = other
+            .cmd("A", &format!("ACTIVATE \"rnd.{round}\" \"h!p\" \"\""))
+            .await;
+        assert_eq!(r, vec!["A OK \"done\""], "seed {seed} round {round}");
+        let seen = sub.cmd("N", "NOOP").await;
+        assert!(
+            seen.contains(&format!("U MAILBOX \"rnd.{round}\" \"h!p\" \"\"")),
+            "seed {seed} round {round}: {seen:?}"
+        );
+    }
+}

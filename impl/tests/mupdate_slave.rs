@@ -158,3 +158,32 @@ async fn slave_converges_refuses_writes_and_survives_a_master_restart() {
     restarted.shutdown().await;
     slave.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_of_a_slave_follows_the_master_through_both_barriers() {
+    let master = server().await;
+    let first = slave_of(master.addr).await;
+    let second = slave_of(first.addr).await;
+    let mut m = Client::admin(master.addr).await;
+    let mut sub = Client::admin(second.addr).await;
+    assert_eq!(
+        sub.cmd("U", "UPDATE").await,
+        vec!["U OK \"streaming starts\""]
+    );
+    for i in 0..10 {
+        let r = m
+            .cmd("A", &format!("ACTIVATE \"user.chain{i}\" \"h!p\" \"c\""))
+            .await;
+        assert_eq!(r, vec!["A OK \"done\""]);
+        // The NOOP goes second slave -> first slave -> master before it is answered.
+        let seen = sub.cmd("N", "NOOP").await;
+        assert!(
+            seen.contains(&format!("U MAILBOX \"user.chain{i}\" \"h!p\" \"c\"")),
+            "{i}: {seen:?}"
+        );
+    }
+    assert_eq!(
+        list(&mut Client::admin(second.addr).await, "L").await,
+        list(&mut m, "L").await
+    );
+}

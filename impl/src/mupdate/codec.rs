@@ -176,6 +176,8 @@ pub struct Decoder {
     limits: Limits,
     state: State,
     partial: Partial,
+    /// How much of the input buffer's first line was already searched for LF.
+    scanned: usize,
 }
 
 /// ATOM-CHAR of ACAP (RFC 2244 8): printable US-ASCII except atom-specials.
@@ -190,6 +192,7 @@ impl Decoder {
             limits,
             state: State::Line,
             partial: Partial::default(),
+            scanned: 0,
         }
     }
 
@@ -301,11 +304,16 @@ impl Decoder {
     /// Take one line (without its line end) from `buf`: `Some((line, ended_with_crlf))`.
     fn take_line(&mut self, buf: &mut BytesMut) -> Result<Option<(Vec<u8>, bool)>, Fatal> {
         let window = buf.len().min(self.limits.max_line);
+        // Bytes before `scanned` were searched already (a line arriving in small pieces is
+        // scanned once, not once per piece).
+        let start = self.scanned.min(window);
         match buf
-            .get(..window)
+            .get(start..window)
             .and_then(|w| w.iter().position(|&b| b == b'\n'))
+            .map(|i| i + start)
         {
             Some(i) => {
+                self.scanned = 0;
                 let mut line = buf.split_to(i + 1).to_vec();
                 line.pop();
                 let crlf = line.last() == Some(&b'\r');
@@ -315,7 +323,10 @@ impl Decoder {
                 Ok(Some((line, crlf)))
             }
             None if buf.len() >= self.limits.max_line => Err(Fatal::LineTooLong),
-            None => Ok(None),
+            None => {
+                self.scanned = window;
+                Ok(None)
+            }
         }
     }
 
@@ -852,6 +863,35 @@ mod tests {
                         }
                     }
                 }
+            }
+
+            #[test]
+            fn any_split_of_the_input_gives_the_same_events(cuts in proptest::collection::vec(0usize..200, 0..10)) {
+                let input: &[u8] = b"A1 ACTIVATE {3+}\r\nabc \"h!p\" \"\"\r\nN NOOP\nX FIND {2}\r\nzz\r\n\r\nL LIST \"h\"\r\n";
+                let whole = all(&mut dec(), input);
+                let mut d = dec();
+                let mut buf = BytesMut::new();
+                let mut got = Vec::new();
+                let mut cuts = cuts;
+                cuts.push(input.len());
+                cuts.sort_unstable();
+                let mut at = 0;
+                for cut in cuts {
+                    let cut = cut.min(input.len());
+                    if cut <= at {
+                        continue;
+                    }
+                    buf.extend_from_slice(&input[at..cut]);
+                    at = cut;
+                    while let Some(ev) = d.decode(&mut buf).unwrap() {
+                        let accept = matches!(ev, Event::LiteralRequest { .. });
+                        got.push(ev);
+                        if accept {
+                            d.accept_literal();
+                        }
+                    }
+                }
+                prop_assert_eq!(got, whole);
             }
 
             #[test]

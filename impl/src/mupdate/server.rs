@@ -1,8 +1,8 @@
 //! The `mupdated` server: configuration, start-up and the accept loop.
 //!
 //! [`start`] opens the durable store in [`Config::data_dir`], binds [`Config::listen`], and
-//! serves every connection with a [`Connection`] task. On a slave it also runs the link to the
-//! master ([`super::slave`]). [`ServerHandle::shutdown`] stops accepting, closes every
+//! serves every connection with a `Connection` task. On a slave it also runs the link to the
+//! master (module `slave`). [`ServerHandle::shutdown`] stops accepting, closes every
 //! connection and closes the store, so the same data directory and address can be reused at
 //! once (tests restart a master that way).
 

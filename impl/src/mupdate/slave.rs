@@ -38,6 +38,17 @@ use super::server::MasterLink;
 /// timeout never ends a quiet UPDATE stream.
 const KEEPALIVE: Duration = Duration::from_secs(60);
 
+/// Longest wait for the master to accept the connection, send its banner, or answer
+/// AUTHENTICATE.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `f`, failing with a timeout after [`HANDSHAKE_TIMEOUT`].
+async fn within<T>(f: impl std::future::Future<Output = T>) -> Result<T, LinkError> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, f)
+        .await
+        .map_err(|_| LinkError::Protocol("master did not answer in time".into()))
+}
+
 /// Longest a banner line from the master may be.
 const MAX_BANNER_LINE: usize = 64 * 1024;
 
@@ -202,7 +213,7 @@ async fn session(
     kicks: &mut mpsc::Receiver<oneshot::Sender<()>>,
     synced: &mut bool,
 ) -> Result<(), LinkError> {
-    let tcp = TcpStream::connect(&link.master).await?;
+    let tcp = within(TcpStream::connect(&link.master)).await??;
     let _ = tcp.set_nodelay(true);
     let limits = Limits {
         max_line: 1024 * 1024,
@@ -217,7 +228,7 @@ async fn session(
         decoder: Decoder::new(limits),
     };
     loop {
-        let line = r.raw_line().await?;
+        let line = within(r.raw_line()).await??;
         if line.starts_with(b"* OK MUPDATE") {
             break;
         }
@@ -234,7 +245,7 @@ async fn session(
     let ir = base64::engine::general_purpose::STANDARD.encode(&message);
     let auth = format!("A01 AUTHENTICATE \"PLAIN\" {{{}+}}\r\n{ir}\r\n", ir.len());
     r.tcp.write_all(auth.as_bytes()).await?;
-    let answer = r.raw_line().await?;
+    let answer = within(r.raw_line()).await??;
     if !answer.starts_with(b"A01 OK") {
         return Err(LinkError::Protocol(format!(
             "authentication refused: {}",

@@ -69,6 +69,44 @@ pub fn plain(user: &str, password: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
 }
 
+/// Start the real `mupdated` binary on 127.0.0.1:0 with `data` and `passwd` plus `extra`
+/// arguments, `RUST_LOG=log_level` and stderr to `stderr`; returns it and the address it printed.
+pub async fn spawn_mupdated(
+    data: &std::path::Path,
+    passwd: &std::path::Path,
+    extra: &[&str],
+    log_level: &str,
+    stderr: std::process::Stdio,
+) -> (tokio::process::Child, SocketAddr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mupdated"))
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .arg("--users")
+        .arg(passwd)
+        .args(["--auth-failure-delay-ms", "0"])
+        .args(extra)
+        .env("RUST_LOG", log_level)
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    tokio::time::timeout(WAIT, out.read_line(&mut line))
+        .await
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
 /// A raw MUPDATE client.
 pub struct Client {
     /// The socket.

@@ -17,21 +17,25 @@ use bytes::BytesMut;
 use murder_model::{Change, Command, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-use crate::net::{ShutdownSignal, Stream};
 use tracing::{info, trace, warn};
 
-use crate::auth::sasl::{
-    AuthzPolicy, Mechanism, SaslFailure, SaslServer, SaslStep, decode_base64_line, encode_base64,
-    is_cancel,
-};
+use crate::auth::sasl::Mechanism;
+use crate::net::{ShutdownSignal, Stream};
 use crate::store::{Lagged, StoreError, Subscription};
 
-use super::codec::{Decoder, Event, Token};
+use super::codec::Decoder;
 use super::faults::Fault;
 use super::response;
 use super::server::Shared;
 use super::session::{Action, Session, bye};
+
+mod log;
+mod sasl;
+
+use log::{describe, redacted};
+
+/// Free space made in the input buffer before each read.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Output above this size is flushed even while more pipelined input waits.
 const FLUSH_THRESHOLD: usize = 64 * 1024;
@@ -102,28 +106,6 @@ enum InFlightState {
     Running(InFlightFuture),
 }
 
-/// A command for the log: the command word and its (lossy) arguments, never binary noise.
-fn describe(command: &Command) -> String {
-    let s = |b: &[u8]| format!("{:?}", String::from_utf8_lossy(b));
-    match command {
-        Command::Activate {
-            name,
-            location,
-            acl,
-        } => format!("ACTIVATE {} {} {}", s(name), s(location), s(acl)),
-        Command::Reserve { name, location } => format!("RESERVE {} {}", s(name), s(location)),
-        Command::Deactivate { name, location } => {
-            format!("DEACTIVATE {} {}", s(name), s(location))
-        }
-        Command::Delete { name } => format!("DELETE {}", s(name)),
-        Command::Find { name } => format!("FIND {}", s(name)),
-        Command::List { prefix } => match prefix {
-            Some(p) => format!("LIST {}", s(p)),
-            None => "LIST".to_string(),
-        },
-    }
-}
-
 /// How long the stream faults hold changes back.
 const FAULT_STREAM_DELAY: Duration = Duration::from_secs(1);
 
@@ -144,39 +126,11 @@ fn closed() -> ConnError {
 
 /// Read from `io` into `buf`; the byte count (0 at EOF).
 async fn read_io(io: &mut Option<Stream>, buf: &mut BytesMut) -> Result<usize, ConnError> {
+    // Read in large chunks: pipelined commands then share one group commit.
+    buf.reserve(READ_CHUNK);
     match io {
         Some(s) => Ok(s.read_buf(buf).await?),
         None => Err(closed()),
-    }
-}
-
-/// An event for the trace log, with SASL credentials (AUTHENTICATE's initial response)
-/// replaced: passwords never reach a log.
-fn redacted(event: &Event) -> String {
-    match event {
-        Event::Command(raw) if raw.word.eq_ignore_ascii_case(b"AUTHENTICATE") => format!(
-            "{} AUTHENTICATE ({} arguments, redacted)",
-            String::from_utf8_lossy(&raw.tag),
-            raw.args.len()
-        ),
-        Event::SaslLine(_) => "SASL response (redacted)".to_string(),
-        Event::Command(raw) => {
-            let args: Vec<String> = raw
-                .args
-                .iter()
-                .map(|t| match t {
-                    Token::Atom(a) => String::from_utf8_lossy(a).into_owned(),
-                    Token::String(s) => format!("{:?}", String::from_utf8_lossy(s)),
-                })
-                .collect();
-            format!(
-                "{} {} {}",
-                String::from_utf8_lossy(&raw.tag),
-                String::from_utf8_lossy(&raw.word),
-                args.join(" ")
-            )
-        }
-        other => format!("{other:?}"),
     }
 }
 
@@ -555,165 +509,5 @@ impl Connection {
                 Ok(Flow::Close)
             }
         }
-    }
-
-    /// Read until the decoder yields the next SASL line (or an error).
-    async fn sasl_line(&mut self) -> Result<Option<Event>, ConnError> {
-        self.decoder.expect_sasl_line();
-        loop {
-            match self.decoder.decode(&mut self.input) {
-                Ok(Some(ev)) => return Ok(Some(ev)),
-                Ok(None) => {}
-                Err(fatal) => {
-                    self.output.extend(bye(&fatal.to_string()));
-                    return Ok(None);
-                }
-            }
-            if !self.read_more().await? {
-                self.output.extend(bye("idle for too long"));
-                return Ok(None);
-            }
-        }
-    }
-
-    async fn authenticate(
-        &mut self,
-        tag: &[u8],
-        mechanism: &str,
-        initial: Option<Vec<u8>>,
-    ) -> Result<Flow, ConnError> {
-        let Some(mech) = Mechanism::from_name(mechanism.as_bytes()) else {
-            let no = self.session.auth_failed(
-                tag,
-                &format!("{mechanism} is not a supported SASL mechanism"),
-            );
-            self.output.extend(no);
-            return Ok(Flow::Continue);
-        };
-        let policy = AuthzPolicy {
-            admins: self.shared.policy.admins.clone(),
-        };
-        let mut server = SaslServer::new(mech, Arc::clone(&self.shared.users), policy);
-        let initial = match initial.map(|i| {
-            if i.is_empty() {
-                Ok(i)
-            } else {
-                decode_base64_line(&i)
-            }
-        }) {
-            None => None,
-            Some(Ok(i)) => Some(i),
-            Some(Err(f)) => return self.auth_failure(tag, f).await,
-        };
-        let Some((s, mut step)) = run_blocking(server, move |s| s.start(initial.as_deref())).await
-        else {
-            return self.auth_failure(tag, SaslFailure::OutOfSequence).await;
-        };
-        server = s;
-        loop {
-            match step {
-                SaslStep::Success(identity) => {
-                    info!(
-                        peer = %self.peer,
-                        authcid = %identity.authcid,
-                        authzid = %identity.authzid,
-                        "authenticated"
-                    );
-                    let ok = self.session.authenticated(tag, &identity.authzid);
-                    self.output.extend(ok);
-                    return Ok(Flow::Continue);
-                }
-                SaslStep::Failure(f) => return self.auth_failure(tag, f).await,
-                SaslStep::Challenge(challenge) => {
-                    self.output.extend(encode_base64(&challenge).into_bytes());
-                    self.output.extend_from_slice(b"\r\n");
-                    self.flush().await?;
-                    let line = match self.sasl_line().await? {
-                        None => return Ok(Flow::Close),
-                        Some(Event::SaslLine(line)) => {
-                            trace!(peer = %self.peer, "received SASL response (redacted)");
-                            line
-                        }
-                        Some(_) => {
-                            return self
-                                .auth_failure(tag, SaslFailure::MalformedResponse("bad line"))
-                                .await;
-                        }
-                    };
-                    if is_cancel(&line) {
-                        step = server.cancel();
-                        continue;
-                    }
-                    match decode_base64_line(&line) {
-                        Ok(response) => {
-                            let Some((s, next)) =
-                                run_blocking(server, move |s| s.step(&response)).await
-                            else {
-                                return self.auth_failure(tag, SaslFailure::OutOfSequence).await;
-                            };
-                            server = s;
-                            step = next;
-                        }
-                        Err(f) => return self.auth_failure(tag, f).await,
-                    }
-                }
-            }
-        }
-    }
-
-    async fn auth_failure(&mut self, tag: &[u8], failure: SaslFailure) -> Result<Flow, ConnError> {
-        info!(peer = %self.peer, reason = %failure, "authentication failed");
-        if failure != SaslFailure::Cancelled {
-            let delay: Duration = self.shared.limits.auth_failure_delay;
-            if !delay.is_zero() {
-                self.flush().await?;
-                tokio::time::sleep(delay).await;
-            }
-        }
-        let no = self.session.auth_failed(tag, &failure.to_string());
-        self.output.extend(no);
-        Ok(Flow::Continue)
-    }
-}
-
-/// Run a SASL step off the async threads (an Argon2 verification takes tens of milliseconds).
-/// None if the step panicked.
-async fn run_blocking(
-    mut server: SaslServer,
-    f: impl FnOnce(&mut SaslServer) -> SaslStep + Send + 'static,
-) -> Option<(SaslServer, SaslStep)> {
-    tokio::task::spawn_blocking(move || {
-        let step = f(&mut server);
-        (server, step)
-    })
-    .await
-    .ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::mupdate::codec::RawCommand;
-
-    #[test]
-    fn credentials_never_reach_the_trace_log() {
-        let secret = b"AGFkbWluAHNlY3JldA==".to_vec();
-        let ev = Event::Command(RawCommand {
-            tag: b"A".to_vec(),
-            word: b"authenticate".to_vec(),
-            args: vec![
-                Token::String(b"PLAIN".to_vec()),
-                Token::String(secret.clone()),
-            ],
-        });
-        let text = redacted(&ev);
-        assert!(!text.contains("AGFkbWlu"), "{text}");
-        assert!(!redacted(&Event::SaslLine(secret)).contains("AGFkbWlu"));
-        let find = Event::Command(RawCommand {
-            tag: b"F".to_vec(),
-            word: b"FIND".to_vec(),
-            args: vec![Token::String(b"user.x".to_vec())],
-        });
-        assert!(redacted(&find).contains("FIND"));
     }
 }

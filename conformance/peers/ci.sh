@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The README's second test command: everything that needs real peers (Debian packages), run on
+# loopback. Installs what is missing, builds our binaries, then:
+#   1. mailutil (UW c-client, a real MULTIAPPEND client) copies 60 messages into our imapd and
+#      the copy is verified byte for byte (impl/tests/imap_interop.rs, an ignored cargo test);
+#   2. interop-ours.sh: Cyrus slave <- our master, Cyrus backend -> our master, our slave <- Cyrus
+#      master, mailutil Dovecot -> our imapd;
+#   3. selftest.sh: the peers themselves (Cyrus master/slave/imapd, Dovecot, mailutil copy).
+# A missing peer is a loud failure (non-zero exit), never a skip.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$root"
+step() { echo; echo "== $(date +%T) $*"; }
+
+step "install peers (apt)"
+bash "$here/install.sh"
+command -v mailutil >/dev/null || { echo "ci.sh: mailutil missing after install" >&2; exit 1; }
+
+step "build mupdated and imapd"
+cargo build -p murder-server --bin mupdated --bin imapd
+
+step "mailutil copy into our imapd (byte-for-byte check)"
+cargo test -p murder-server --test imap_interop -- --ignored --nocapture
+
+step "our servers against Cyrus and Dovecot"
+bash "$here/interop-ours.sh"
+
+step "peer self-test"
+bash "$here/selftest.sh"
+
+echo
+echo "peers: 3 passed, 0 failed"
