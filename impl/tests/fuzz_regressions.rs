@@ -10,6 +10,17 @@ mod checks {
     include!("../../fuzz/common/checks.rs");
 }
 
+/// Saved inputs that still fail: `(target, file name, reason)`. They are skipped by the corpus
+/// tests and replayed by the ignored [`unfixed_regressions`]; remove an entry with its fix.
+const UNFIXED: &[(&str, &str, &str)] = &[];
+
+fn is_unfixed(target: &str, path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    UNFIXED
+        .iter()
+        .any(|(t, f, _)| *t == target && name.as_deref() == Some(*f))
+}
+
 /// Every regular file (not dot-files) under `fuzz/<kind>/<target>/`, sorted.
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -42,7 +53,8 @@ fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
 }
 
 /// Run `check` on every seed and regression input of `target`, naming the file that fails.
-fn replay(target: &str, min_seeds: usize, check: fn(&[u8])) {
+fn replay(target: &str, min_seeds: usize) {
+    let check = check_for(target);
     let seeds = inputs("seeds", target);
     assert!(
         seeds.len() >= min_seeds,
@@ -52,6 +64,7 @@ fn replay(target: &str, min_seeds: usize, check: fn(&[u8])) {
     let files: Vec<PathBuf> = seeds
         .into_iter()
         .chain(inputs("regressions", target))
+        .filter(|f| !is_unfixed(target, f))
         .collect();
     for f in &files {
         let data = std::fs::read(f).unwrap();
@@ -62,22 +75,47 @@ fn replay(target: &str, min_seeds: usize, check: fn(&[u8])) {
 
 #[test]
 fn mupdate_codec_corpus() {
-    replay("mupdate_codec", 20, checks::check_mupdate_codec);
+    replay("mupdate_codec", 20);
 }
 
 #[test]
 fn imap_codec_corpus() {
-    replay("imap_codec", 20, checks::check_imap_codec);
+    replay("imap_codec", 20);
 }
 
 #[test]
 fn mupdate_session_corpus() {
-    replay("mupdate_session", 20, checks::check_mupdate_session);
+    replay("mupdate_session", 20);
 }
 
 #[test]
 fn imap_session_corpus() {
-    replay("imap_session", 20, checks::check_imap_session);
+    replay("imap_session", 20);
+}
+
+fn check_for(target: &str) -> fn(&[u8]) {
+    match target {
+        "mupdate_codec" => checks::check_mupdate_codec,
+        "imap_codec" => checks::check_imap_codec,
+        "mupdate_session" => checks::check_mupdate_session,
+        "imap_session" => checks::check_imap_session,
+        other => panic!("unknown fuzz target {other}"),
+    }
+}
+
+/// The known, not yet fixed findings (see [`UNFIXED`]): run with `--ignored` to see them fail.
+#[test]
+#[ignore = "known unfixed fuzz findings, listed in UNFIXED with their reasons"]
+fn unfixed_regressions() {
+    for (target, file, reason) in UNFIXED {
+        let path = inputs("regressions", target)
+            .into_iter()
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == *file))
+            .unwrap_or_else(|| panic!("{target}/{file} is missing"));
+        let data = std::fs::read(&path).unwrap();
+        eprintln!("{target}/{file}: {reason}");
+        check_for(target)(&data);
+    }
 }
 
 /// The chunking helper covers the stream exactly, whatever the control byte.
