@@ -1,1 +1,20 @@
-//! conformance: black-box runner.
+//! `conformance`: the black-box conformance runner for MUPDATE (RFC 3656) and IMAP MULTIAPPEND
+//! (RFC 3502) servers.
+//!
+//! # Layout
+//! * [`wire`]: the runner's own reading of server bytes (framing, tokens) and of the commands it
+//!   sends. It never uses the reference server's codecs.
+//! * [`scenario`]: the `.scn` format (see `scenarios/README.md`): parser, patterns, templates,
+//!   and the oracle simulation that validates cases and judges races.
+//! * [`corpus`]: the scenario files embedded at build time, or loaded from a directory.
+//! * [`run`]: connections, the executor of one case, and the suite runner (parallel, grades).
+//! * [`report`]: the human summary, JSON, JUnit and failure bundles.
+//! * [`embedded`]: the reference servers started in-process when no `--target` is given.
+
+pub mod cli;
+pub mod corpus;
+pub mod embedded;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod wire;

@@ -75,6 +75,32 @@ async fn measure_append_throughput_and_memory() {
         n as f64 / secs
     );
 
+    // 2b. Single APPENDs from 8 concurrent sessions (group commit shares the fsyncs).
+    let per = 100;
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let m = msgs[0].clone();
+            tokio::spawn(async move {
+                let mut c = Client::connect(addr).await;
+                c.ok("LOGIN alice secret").await;
+                for _ in 0..per {
+                    let (_, tagged) = c.append_plus("bench", &[("", m.as_slice())]).await;
+                    assert!(tagged.text.contains("OK"));
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "single APPEND of 2 KB from 8 sessions: {} commands in {secs:.2} s = {:.0} messages/s",
+        8 * per,
+        (8 * per) as f64 / secs
+    );
+
     // 3. One command of 10 x 10 MB.
     let big = message(0, 10 << 20);
     let t = Instant::now();

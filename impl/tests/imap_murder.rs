@@ -189,3 +189,96 @@ async fn master_unreachable_means_create_fails() {
     assert!(t.text.contains(" NO"), "{t:?}");
     assert_eq!(c.status("x").await, None);
 }
+
+#[tokio::test]
+async fn local_create_failure_after_reserve_releases_the_name() {
+    let (addr, master) = fake_master().await;
+    let s = TestServer::start_with(|c| c.mupdate = Some(link(&addr))).await;
+    let mut c = s.alice().await;
+    // An empty hierarchy level is refused by the local store, after RESERVE succeeded.
+    let (_, t) = c.cmd("CREATE bad//name").await;
+    assert!(t.text.contains(" NO"), "{t:?}");
+    let log = master.log();
+    let tail: Vec<&str> = log.iter().rev().take(2).rev().map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        [
+            "C00 RESERVE \"user.alice.bad..name\" \"backend1!default\"",
+            "C00 DELETE \"user.alice.bad..name\"",
+        ]
+    );
+    assert_eq!(c.status("bad//name").await, None);
+}
+
+/// A minimal MUPDATE client for checking the real master's state.
+async fn mupdate_command(addr: &str, command: &str) -> Vec<String> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (r, mut w) = tcp.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).await.unwrap();
+        if line.starts_with("* OK") {
+            break;
+        }
+    }
+    let creds = base64::engine::general_purpose::STANDARD.encode(b"\0murder\0mpw");
+    w.write_all(format!("A AUTHENTICATE \"PLAIN\" \"{creds}\"\r\n{command}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    loop {
+        line.clear();
+        assert!(r.read_line(&mut line).await.unwrap() > 0);
+        let l = line.trim_end().to_string();
+        let done = l.starts_with("C OK") || l.starts_with("C NO") || l.starts_with("C BAD");
+        out.push(l);
+        if done {
+            return out;
+        }
+    }
+}
+
+#[tokio::test]
+async fn backend_against_the_real_mupdated_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, "murder:{PLAIN}mpw\n").unwrap();
+    let mut master = tokio::process::Command::new(env!("CARGO_BIN_EXE_mupdated"))
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("mupdate"))
+        .arg("--users")
+        .arg(&users)
+        .args(["--auth-failure-delay-ms", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(master.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(imap_common::WAIT, out.read_line(&mut line))
+        .await
+        .unwrap()
+        .unwrap();
+    let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+    // Another backend holds a name already.
+    let r = mupdate_command(&addr, "C RESERVE \"user.alice.taken\" \"other!default\"").await;
+    assert!(r.last().unwrap().starts_with("C OK"), "{r:?}");
+
+    let s = TestServer::start_with(|c| c.mupdate = Some(link(&addr))).await;
+    let mut c = s.alice().await;
+    c.ok("CREATE projects").await;
+    let r = mupdate_command(&addr, "C FIND \"user.alice.projects\"").await;
+    assert_eq!(
+        r[r.len() - 2],
+        "C MAILBOX \"user.alice.projects\" \"backend1!default\" \"alice\tlrswipkxtecda\t\""
+    );
+    let (_, t) = c.cmd("CREATE taken").await;
+    assert!(t.text.contains(" NO"), "{t:?}");
+    assert_eq!(c.status("taken").await, None);
+    c.ok("DELETE projects").await;
+    let r = mupdate_command(&addr, "C FIND \"user.alice.projects\"").await;
+    assert_eq!(r.len(), 2, "gone from the master: {r:?}");
+}

@@ -343,3 +343,68 @@ async fn idle_connection_gets_bye_after_the_idle_timeout() {
     assert!(l.text.starts_with("* BYE"), "{l:?}");
     assert!(c.line().await.is_none());
 }
+
+#[tokio::test]
+async fn copy_and_uid_copy_report_copyuid_and_preserve_bytes_and_flags() {
+    let s = TestServer::start().await;
+    let mut c = s.alice().await;
+    c.ok("CREATE dest").await;
+    let m: &[&[u8]] = &[
+        b"Subject: a\r\n\r\n1\r\n",
+        b"Subject: b\r\n\r\n22\r\n",
+        b"Subject: c\r\n\r\n333\r\n",
+    ];
+    c.append_plus("INBOX", &[("(\\Flagged) ", m[0]), ("", m[1]), ("", m[2])])
+        .await;
+    c.ok("SELECT INBOX").await;
+    let (_, t) = c.cmd("COPY 1,3 dest").await;
+    let code = t
+        .text
+        .split("[COPYUID ")
+        .nth(1)
+        .expect("COPYUID")
+        .split(']')
+        .next()
+        .unwrap();
+    let parts: Vec<&str> = code.split(' ').collect();
+    assert_eq!(&parts[1..], ["1,3", "1:2"], "{t:?}");
+    let (_, t) = c.cmd("UID COPY 2 nosuch").await;
+    assert!(t.text.contains("NO [TRYCREATE]"), "{t:?}");
+    let (_, t) = c.cmd("UID COPY 2 dest").await;
+    assert!(t.text.contains(" 2 3]"), "{t:?}");
+    c.ok("SELECT dest").await;
+    let got = c.fetch_all().await;
+    assert_eq!(
+        got,
+        vec![(1, m[0].to_vec()), (2, m[2].to_vec()), (3, m[1].to_vec())]
+    );
+    let (u, _) = c.cmd("FETCH 1 FLAGS").await;
+    assert!(u[0].text.contains("\\Flagged"), "{u:?}");
+}
+
+#[tokio::test]
+async fn flag_changes_by_another_session_are_reported_once() {
+    let s = TestServer::start().await;
+    let mut a = s.alice().await;
+    a.append_plus("INBOX", &[("", b"x\r\n"), ("", b"y\r\n")])
+        .await;
+    a.ok("SELECT INBOX").await;
+    let mut b = s.alice().await;
+    b.ok("SELECT INBOX").await;
+    let u = a.ok("STORE 2 +FLAGS.SILENT (\\Flagged)").await;
+    assert!(u.is_empty(), "own .SILENT change is not reported: {u:?}");
+    let u = b.ok("NOOP").await;
+    let fetches: Vec<&str> = u
+        .iter()
+        .map(|l| l.text.as_str())
+        .filter(|t| t.contains("FETCH"))
+        .collect();
+    assert_eq!(fetches, vec!["* 2 FETCH (FLAGS (\\Flagged))"]);
+    let u = b.ok("NOOP").await;
+    assert!(
+        u.iter().all(|l| !l.text.contains("FETCH")),
+        "reported once: {u:?}"
+    );
+    let u = a.ok("NOOP").await;
+    assert!(u.iter().all(|l| !l.text.contains("FETCH")), "{u:?}");
+}

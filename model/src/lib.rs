@@ -9,6 +9,7 @@
 
 pub mod mailbox_db;
 pub mod multiappend;
+pub mod murder;
 pub mod session;
 
 pub use mailbox_db::{Change, Command, MailboxDb, MailboxEntry, Record, Refusal, Reply};

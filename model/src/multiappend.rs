@@ -136,6 +136,15 @@ impl MailStore {
         self.mailboxes.get(name)
     }
 
+    /// Put a mailbox back as recovered from disk after a restart (used by the crash models and
+    /// by stores that rebuild the oracle from their files). Replaces any mailbox of that name.
+    pub fn restore(&mut self, name: &str, mailbox: Mailbox) {
+        self.next_uid_validity = self
+            .next_uid_validity
+            .max(mailbox.uid_validity.wrapping_add(1).max(1));
+        self.mailboxes.insert(name.to_string(), mailbox);
+    }
+
     /// APPEND (single or multiple): all or nothing.
     pub fn append(&mut self, name: &str, messages: &[AppendMessage]) -> AppendOutcome {
         let Some(mailbox) = self.mailboxes.get_mut(name) else {

@@ -2,8 +2,10 @@
 //! (RFC 4315), usable as a Cyrus Murder backend (RFC 3656 client side).
 //!
 //! * [`codec`]: sans-IO framing (lines and literals) and command parsing.
-//! * [`session`]: one connection's protocol state; APPEND streams literals to staging files.
-//! * [`mailstore`]: durable storage (staging files + one redb transaction per APPEND).
+//! * [`session`]: one connection's protocol state; APPEND streams literals to a staging segment.
+//! * [`mailstore`]: durable storage (one segment file + one redb transaction per APPEND, group
+//!   commit across sessions, recovery on start).
+//! * [`message`]: header fields, ENVELOPE and a single-part BODYSTRUCTURE for FETCH.
 //! * [`mupdate_link`]: the backend's MUPDATE client (RESERVE/ACTIVATE/DELETE).
 //! * [`faults`]: deliberate deviations for the conformance suite's mutant tests.
 //!
@@ -15,7 +17,15 @@
 //!   separator is `/`.
 //! * A message literal larger than [`Limits::max_message_size`] is refused: for `{n}` without
 //!   sending `+`; for `{n+}` with a tagged NO followed by `* BYE` (the bytes that follow are
-//!   never read as commands).
+//!   never read as commands). Any other refused APPEND with `{n+}` literals is answered after
+//!   its remaining literals have been read and discarded (the framer, not the grammar, decides
+//!   what is literal data), so the stream stays in sync and no literal byte is ever executed.
+//! * Sessions with a mailbox selected are told about new messages (`EXISTS`, `RECENT`) and about
+//!   other sessions' flag changes (`FETCH (FLAGS ..)`) as soon as they happen, also while idle;
+//!   `EXPUNGE` only at the end of a command other than FETCH, STORE or SEARCH.
+//! * COPY / UID COPY answer `[COPYUID ..]`; a missing target is `NO [TRYCREATE]`.
+//! * Backend mode ([`Config::mupdate`]): see [`mupdate_link`] for the names, location and ACL
+//!   sent to the master.
 
 pub mod codec;
 pub mod faults;

@@ -7,12 +7,20 @@ pseudo-terminal (mailutil reads passwords from the TTY only), then FETCHes both 
 compares every message byte for byte. Also checks that mailutil used MULTIAPPEND (one APPEND
 command carrying every message).
 
-Usage: mailutil_copy.py PATH/TO/imapd [N]      (exit status 0 = pass)
+With --tls, imapd gets a self-signed certificate (made with openssl) and --require-tls, and
+mailutil connects with /tls-sslv23/novalidate-cert: STARTTLS, then AUTHENTICATE over TLS.
+(c-client 2007f's plain /tls asks OpenSSL for TLSv1_client_method, i.e. TLS 1.0 only, which
+rustls rightly refuses: "SSL negotiation failed". /tls-sslv23 lets it negotiate TLS 1.2/1.3.)
+
+Usage: mailutil_copy.py PATH/TO/imapd [N] [--tls]      (exit status 0 = pass)
 """
 import os, pty, re, select, shutil, socket, subprocess, sys, tempfile, time
 
-IMAPD = sys.argv[1] if len(sys.argv) > 1 else "target/debug/imapd"
-N = int(sys.argv[2]) if len(sys.argv) > 2 else 60
+ARGS = [a for a in sys.argv[1:] if a != "--tls"]
+TLS = "--tls" in sys.argv[1:]
+IMAPD = ARGS[0] if len(ARGS) > 0 else "target/debug/imapd"
+N = int(ARGS[1]) if len(ARGS) > 1 else 60
+FLAGS = "/tls-sslv23/novalidate-cert" if TLS else "/notls"
 DEADLINE = 120  # seconds for each wait; only reached on failure
 
 
@@ -69,8 +77,23 @@ class Client:
             items.append((l, None))
 
 
+def tls_client(c):
+    """STARTTLS on a connected Client (certificate not verified: it is a test certificate)."""
+    import ssl
+    _, r = c.cmd(b"STARTTLS")
+    if b" OK" not in r:
+        fail("STARTTLS: %r" % r)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    c.s = ctx.wrap_socket(c.s, server_hostname="localhost")
+    return c
+
+
 def bodies(port, user, pw, mailbox):
     c = Client(port)
+    if TLS:
+        c = tls_client(c)
     _, r = c.cmd(b"LOGIN %s %s" % (user, pw))
     if b" OK" not in r:
         fail("login: %r" % r)
@@ -93,8 +116,8 @@ def message(i):
 
 
 def run_mailutil(port, log):
-    src = "{127.0.0.1:%d/imap/notls/user=alice}INBOX" % port
-    dst = "{127.0.0.1:%d/imap/notls/user=bob}copied" % port
+    src = "{127.0.0.1:%d/imap%s/user=alice}INBOX" % (port, FLAGS)
+    dst = "{127.0.0.1:%d/imap%s/user=bob}copied" % (port, FLAGS)
     pid, fd = pty.fork()
     if pid == 0:
         os.execvp("mailutil", ["mailutil", "copy", "-d", src, dst])
@@ -129,8 +152,15 @@ def main():
     users = os.path.join(tmp, "users")
     with open(users, "w") as f:
         f.write("alice:{PLAIN}secret\nbob:{PLAIN}pw\n")
+    argv = [IMAPD, "--listen", "127.0.0.1:0", "--data", os.path.join(tmp, "data"), "--users", users]
+    if TLS:
+        cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=localhost", "-keyout", key, "-out", cert],
+                       check=True, capture_output=True)
+        argv += ["--tls-cert", cert, "--tls-key", key]
     server = subprocess.Popen(
-        [IMAPD, "--listen", "127.0.0.1:0", "--data", os.path.join(tmp, "data"), "--users", users],
+        argv,
         stdout=subprocess.PIPE, stderr=open(os.path.join(tmp, "imapd.log"), "w"))
     try:
         first = server.stdout.readline().decode()
@@ -140,7 +170,11 @@ def main():
         port = int(m.group(1))
         msgs = [message(i) for i in range(N)]
         c = Client(port)
-        c.cmd(b"LOGIN alice secret")
+        if TLS:
+            c = tls_client(c)
+        _, r = c.cmd(b"LOGIN alice secret")
+        if b" OK" not in r:
+            fail("login: %r" % r)
         # Populate with a few MULTIAPPENDs.
         for chunk in range(0, N, 25):
             part = msgs[chunk:chunk + 25]
@@ -172,8 +206,11 @@ def main():
             if a != b:
                 fail("message %d differs after copy:\n%r\n%r" % (i + 1, a[:200], b[:200]))
         multi = re.search(rb"OK \[APPENDUID \d+ 1:%d\]" % N, out)
-        print("PASS: mailutil copied %d messages byte for byte (%d APPEND lines in trace, %s)"
-              % (N, len(appends), "single MULTIAPPEND 1:%d" % N if multi else "not a single MULTIAPPEND"))
+        if TLS and b"STARTTLS" not in out:
+            fail("mailutil did not use STARTTLS")
+        print("PASS: mailutil copied %d messages byte for byte%s (%d APPEND lines in trace, %s)"
+              % (N, " over STARTTLS" if TLS else "", len(appends),
+                 "single MULTIAPPEND 1:%d" % N if multi else "not a single MULTIAPPEND"))
         if not multi:
             fail("mailutil did not get one APPENDUID 1:%d (expected MULTIAPPEND)" % N)
     finally:

@@ -95,11 +95,11 @@ pub enum FetchAttr {
     BodyStructure,
     /// RFC822 (= BODY[]).
     Rfc822,
-    /// RFC822.HEADER (= BODY.PEEK[HEADER]).
+    /// `RFC822.HEADER` (= `BODY.PEEK[HEADER]`).
     Rfc822Header,
-    /// RFC822.TEXT (= BODY[TEXT]).
+    /// `RFC822.TEXT` (= `BODY[TEXT]`).
     Rfc822Text,
-    /// BODY[section]<partial> or BODY.PEEK[...].
+    /// `BODY[section]<partial>` or `BODY.PEEK[...]`.
     BodySection {
         /// The section.
         section: Section,
@@ -220,14 +220,14 @@ pub enum Command {
     Close,
     /// EXPUNGE.
     Expunge,
-    /// [UID] SEARCH.
+    /// `[UID] SEARCH`.
     Search {
         /// UID SEARCH.
         uid: bool,
         /// The keys (AND).
         keys: Vec<SearchKey>,
     },
-    /// [UID] FETCH.
+    /// `[UID] FETCH`.
     Fetch {
         /// UID FETCH.
         uid: bool,
@@ -236,7 +236,7 @@ pub enum Command {
         /// Items.
         attrs: Vec<FetchAttr>,
     },
-    /// [UID] STORE.
+    /// `[UID] STORE`.
     Store {
         /// UID STORE.
         uid: bool,
@@ -249,7 +249,7 @@ pub enum Command {
         /// The flags.
         flags: Vec<String>,
     },
-    /// [UID] COPY set mailbox.
+    /// `[UID] COPY set mailbox`.
     Copy {
         /// UID COPY.
         uid: bool,

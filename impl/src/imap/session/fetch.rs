@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use super::{Res, Session};
 use crate::imap::codec::command::{FetchAttr, SearchKey, Section, SequenceSet, StoreOp};
 use crate::imap::codec::response::flag_list;
-use crate::imap::mailstore::MessageMeta;
+use crate::imap::mailstore::{FlagsStored, MessageMeta};
 use crate::imap::message::{body_structure, envelope, header_end, header_fields, read_header};
 
 /// Where the octets of a body section come from.
@@ -21,7 +21,7 @@ enum Source {
 
 impl Session {
     /// The (seq, uid) pairs of the selected view matching `set`.
-    fn resolve(&self, uid: bool, set: &SequenceSet) -> Vec<(u32, u32)> {
+    pub(super) fn resolve(&self, uid: bool, set: &SequenceSet) -> Vec<(u32, u32)> {
         let Some(sel) = self.selected.as_ref() else {
             return Vec::new();
         };
@@ -39,6 +39,16 @@ impl Session {
                 }
             })
             .collect()
+    }
+
+    /// This session's own STORE reported `stored`: unless another change came in between,
+    /// the flag-change report (see `sync_selected`) can skip it.
+    fn flags_reported(&mut self, stored: &FlagsStored) {
+        if let Some(sel) = self.selected.as_mut()
+            && sel.modseq_seen == stored.modseq_before
+        {
+            sel.modseq_seen = stored.modseq_after;
+        }
     }
 
     fn flags_of(&self, uid: u32, flags: &BTreeSet<String>) -> String {
@@ -79,11 +89,22 @@ impl Session {
             let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
             let seen = vec!["\\Seen".to_string()];
             let s = store.clone();
-            let _ =
+            let stored =
                 tokio::task::spawn_blocking(move || s.store_flags(id, &uids, StoreOp::Add, &seen))
                     .await;
+            if let Ok(Ok(stored)) = stored {
+                // The FETCH below reports these flags; do not report them again.
+                self.flags_reported(&stored);
+            }
         }
-        let Some(view) = store.view_by_id(id) else {
+        // The metadata of the targets only (the mailbox is not copied).
+        let metas = store.with_view(id, |view| {
+            targets
+                .iter()
+                .filter_map(|&(seq, u)| view.messages.get(&u).map(|m| (seq, u, m.clone())))
+                .collect::<Vec<_>>()
+        });
+        let Some(metas) = metas else {
             self.tagged(tag, "NO", "Mailbox was deleted");
             return Ok(());
         };
@@ -94,10 +115,8 @@ impl Session {
         if sets_seen && !attrs.contains(&FetchAttr::Flags) {
             attrs.push(FetchAttr::Flags);
         }
-        for (seq, u) in targets {
-            let Some(meta) = view.messages.get(&u) else {
-                continue;
-            };
+        for (seq, u, meta) in &metas {
+            let (seq, u) = (*seq, *u);
             let path = store.segment_path(id, meta.segment);
             let base = meta.offset;
             let needs_header = attrs.iter().any(|a| {
@@ -327,10 +346,13 @@ impl Session {
         let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
         let store = self.shared.store.clone();
         let r = tokio::task::spawn_blocking(move || store.store_flags(id, &uids, op, &canon)).await;
-        let Ok(Ok(changed)) = r else {
+        let Ok(Ok(stored)) = r else {
             self.tagged(tag, "NO", "STORE failed");
             return;
         };
+        // Reported below, or deliberately not (.SILENT): either way not as someone else's change.
+        self.flags_reported(&stored);
+        let changed = stored.flags;
         if !silent {
             for (seq, u) in &targets {
                 if let Some((_, f)) = changed.iter().find(|(cu, _)| cu == u) {
@@ -352,30 +374,33 @@ impl Session {
         let Some(sel) = self.selected.as_ref() else {
             return;
         };
-        let Some(view) = self.shared.store.view_by_id(sel.id) else {
+        let n = u32::try_from(sel.uids.len()).unwrap_or(u32::MAX);
+        let max_uid = sel.uids.last().copied().unwrap_or(0);
+        let hits = self.shared.store.with_view(sel.id, |view| {
+            let mut hits = Vec::new();
+            for (i, &u) in sel.uids.iter().enumerate() {
+                let Some(meta) = view.messages.get(&u) else {
+                    continue;
+                };
+                let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                let ctx = Ctx {
+                    seq,
+                    uid: u,
+                    n,
+                    max_uid,
+                    meta,
+                    recent: &sel.recent,
+                };
+                if keys.iter().all(|k| ctx.matches(k)) {
+                    hits.push(if uid { u } else { seq });
+                }
+            }
+            hits
+        });
+        let Some(hits) = hits else {
             self.tagged(tag, "NO", "Mailbox was deleted");
             return;
         };
-        let n = u32::try_from(sel.uids.len()).unwrap_or(u32::MAX);
-        let max_uid = sel.uids.last().copied().unwrap_or(0);
-        let mut hits = Vec::new();
-        for (i, &u) in sel.uids.iter().enumerate() {
-            let Some(meta) = view.messages.get(&u) else {
-                continue;
-            };
-            let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
-            let ctx = Ctx {
-                seq,
-                uid: u,
-                n,
-                max_uid,
-                meta,
-                recent: &sel.recent,
-            };
-            if keys.iter().all(|k| ctx.matches(k)) {
-                hits.push(if uid { u } else { seq });
-            }
-        }
         let mut line = String::from("* SEARCH");
         for h in hits {
             line.push_str(&format!(" {h}"));

@@ -1,0 +1,125 @@
+//! Running cases against a target: connections ([`conn`]), their protocol chores
+//! ([`session`]: greeting, login, STARTTLS), the probe that learns what the target offers
+//! ([`probe`]), the executor of one case ([`exec`]) and the suite runner ([`suite`]).
+
+pub mod conn;
+pub mod exec;
+pub mod probe;
+pub mod session;
+pub mod suite;
+pub mod tls;
+pub mod transcript;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+
+use crate::scenario::names::Credentials;
+use crate::scenario::{Need, Protocol};
+
+/// How the runner's connections use TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain TCP.
+    Plain,
+    /// TLS from the first byte (`--tls`).
+    Implicit,
+    /// STARTTLS right after every greeting (`--starttls`).
+    StartTls,
+}
+
+/// Where and how to connect.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// `host:port`.
+    pub addr: String,
+    /// TLS use.
+    pub tls_mode: TlsMode,
+    /// Client configuration for TLS handshakes (also used by `starttls` steps in plain runs).
+    pub tls: Arc<ClientConfig>,
+    /// Name to verify the certificate against.
+    pub server_name: ServerName<'static>,
+}
+
+/// Settings of one run.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Login credentials.
+    pub creds: Credentials,
+    /// Default per-expectation timeout.
+    pub timeout: Duration,
+    /// Upper bound on every expectation's timeout, even a case's own `timeout:` (mutant runs).
+    pub max_timeout: Option<Duration>,
+    /// Cases run at once.
+    pub jobs: usize,
+    /// Run id: 6 hex digits, part of every unique name.
+    pub run_id: String,
+}
+
+/// A MUPDATE server's role from its banner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// `"(master)"`.
+    Master,
+    /// An `mupdate://` URL.
+    Slave,
+    /// IMAP, or an unreadable banner.
+    Unknown,
+}
+
+/// What the target offers, learned once per suite by [`probe::probe`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TargetInfo {
+    /// Which protocol it speaks.
+    pub protocol: Protocol,
+    /// MUPDATE master or slave.
+    pub role: Role,
+    /// Capabilities (IMAP) or banner line names (MUPDATE), upper case.
+    pub caps: BTreeSet<String>,
+    /// SASL mechanisms, upper case.
+    pub mechs: BTreeSet<String>,
+    /// STARTTLS advertised on a plain connection.
+    pub starttls: bool,
+    /// The greeting's first line, as text.
+    pub greeting: String,
+    /// Why the second user could not log in, if it could not (its cases are then N/A).
+    pub user2_refused: Option<String>,
+}
+
+/// Why a case cannot run here: the first unmet need.
+pub fn unmet_need(
+    needs: &[Need],
+    info: &TargetInfo,
+    target: &Target,
+    creds: &Credentials,
+) -> Option<String> {
+    for n in needs {
+        let met = match n {
+            Need::Master => info.role == Role::Master,
+            Need::Slave => info.role == Role::Slave,
+            Need::Admin => creds.user.is_some(),
+            Need::User2 => creds.user2.is_some() && info.user2_refused.is_none(),
+            Need::Starttls => info.starttls && target.tls_mode == TlsMode::Plain,
+            Need::NoStarttls => !info.starttls,
+            Need::Plaintext => target.tls_mode == TlsMode::Plain,
+            Need::Capability(c) => info.caps.contains(c),
+            Need::Mechanism(m) => info.mechs.contains(m),
+        };
+        if !met {
+            return Some(match n {
+                Need::Admin => "no --user/--password given".to_string(),
+                Need::User2 => match &info.user2_refused {
+                    Some(why) => format!("the second user cannot log in: {why}"),
+                    None => "no --user2/--password2 given".to_string(),
+                },
+                _ => format!("target lacks `{n}`"),
+            });
+        }
+    }
+    None
+}

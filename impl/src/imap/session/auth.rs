@@ -1,0 +1,136 @@
+//! Authentication: STARTTLS (the upgrade itself is done by [`Session::run`]), LOGIN and
+//! AUTHENTICATE (PLAIN, LOGIN via the shared SASL engine), and the login policy.
+
+use super::{Flow, Res, Session};
+use crate::auth::sasl::{decode_base64_line, decode_initial_response, encode_base64, is_cancel};
+use crate::auth::{AuthzPolicy, Mechanism, SaslFailure, SaslServer, SaslStep};
+
+impl Session {
+    pub(super) async fn starttls(&mut self, tag: &str) -> Res<Flow> {
+        let Some(acceptor) = self.shared.tls.clone() else {
+            self.tagged(
+                tag,
+                "BAD",
+                "STARTTLS is not available (no certificate configured)",
+            );
+            return Ok(Flow::Continue);
+        };
+        if self.conn.is_tls() || self.user.is_some() {
+            self.tagged(
+                tag,
+                "BAD",
+                "STARTTLS only in the not-authenticated state without TLS",
+            );
+            return Ok(Flow::Continue);
+        }
+        self.tagged(tag, "OK", "Begin TLS negotiation now");
+        Ok(Flow::StartTls(acceptor))
+    }
+
+    pub(super) async fn login(&mut self, tag: &str, user: &[u8], password: &[u8]) {
+        let Ok(user) = std::str::from_utf8(user) else {
+            self.tagged(tag, "NO", "[AUTHENTICATIONFAILED] Invalid credentials");
+            return;
+        };
+        if self.shared.users.verify(user, password) {
+            self.logged_in(user).await;
+            self.tagged(
+                tag,
+                "OK",
+                &format!("[CAPABILITY {}] LOGIN completed", self.capabilities()),
+            );
+        } else {
+            self.tagged(tag, "NO", "[AUTHENTICATIONFAILED] Invalid credentials");
+        }
+    }
+
+    pub(super) async fn logged_in(&mut self, user: &str) {
+        self.user = Some(user.to_string());
+        if !self.shared.store.exists(user, "INBOX")
+            && let Err(e) = self.create_mailbox(user, "INBOX").await
+        {
+            tracing::warn!("cannot create INBOX of {user}: {e}");
+        }
+    }
+
+    pub(super) async fn authenticate(
+        &mut self,
+        tag: &str,
+        mechanism: &str,
+        initial: Option<Vec<u8>>,
+    ) -> Res<Flow> {
+        if self.user.is_some() {
+            self.tagged(tag, "BAD", "Already authenticated");
+            return Ok(Flow::Continue);
+        }
+        let Some(mech) = Mechanism::from_name(mechanism.as_bytes()) else {
+            self.tagged(tag, "NO", "Unsupported SASL mechanism (PLAIN, LOGIN)");
+            return Ok(Flow::Continue);
+        };
+        if self.login_disabled() {
+            self.tagged(
+                tag,
+                "NO",
+                "[PRIVACYREQUIRED] Authentication is disabled before STARTTLS",
+            );
+            return Ok(Flow::Continue);
+        }
+        let mut sasl = SaslServer::new(mech, self.shared.users.clone(), AuthzPolicy::default());
+        let initial = match initial.as_deref().map(decode_initial_response) {
+            None => None,
+            Some(Ok(v)) => Some(v),
+            Some(Err(e)) => {
+                self.tagged(tag, "BAD", &format!("Initial response: {e}"));
+                return Ok(Flow::Continue);
+            }
+        };
+        let mut step = sasl.start(initial.as_deref());
+        loop {
+            match step {
+                SaslStep::Challenge(c) => {
+                    self.push_line(&format!("+ {}", encode_base64(&c)));
+                    self.flush().await?;
+                    let (line, lit) = self.next_line().await?;
+                    if lit.is_some() {
+                        return self
+                            .refuse(tag, "BAD", "SASL response must be a base64 line", lit)
+                            .await;
+                    }
+                    step = if is_cancel(&line) {
+                        sasl.cancel()
+                    } else {
+                        match decode_base64_line(&line) {
+                            Ok(r) => sasl.step(&r),
+                            Err(e) => {
+                                self.tagged(tag, "BAD", &format!("SASL response: {e}"));
+                                return Ok(Flow::Continue);
+                            }
+                        }
+                    };
+                }
+                SaslStep::Success(id) => {
+                    self.logged_in(&id.authzid).await;
+                    let caps = self.capabilities();
+                    self.tagged(
+                        tag,
+                        "OK",
+                        &format!("[CAPABILITY {caps}] AUTHENTICATE completed"),
+                    );
+                    return Ok(Flow::Continue);
+                }
+                SaslStep::Failure(SaslFailure::Cancelled) => {
+                    self.tagged(tag, "BAD", "Authentication cancelled");
+                    return Ok(Flow::Continue);
+                }
+                SaslStep::Failure(SaslFailure::MalformedResponse(r)) => {
+                    self.tagged(tag, "BAD", &format!("Malformed SASL response: {r}"));
+                    return Ok(Flow::Continue);
+                }
+                SaslStep::Failure(_) => {
+                    self.tagged(tag, "NO", "[AUTHENTICATIONFAILED] Invalid credentials");
+                    return Ok(Flow::Continue);
+                }
+            }
+        }
+    }
+}
