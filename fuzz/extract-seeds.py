@@ -86,37 +86,57 @@ def expand(s, i=0, in_brace=False):
 
 
 def streams(path):
-    conns = {}
+    """(client bytes per connection, expected server lines per connection)."""
+    conns, server = {}, {}
     for line in path.read_text(encoding="utf-8").splitlines():
         m = re.match(r"\s*(\w+) (>>|>!|>) ?(.*)$", line)
-        if not m:
+        if m:
+            conn, op, text = m.groups()
+            data, _ = expand(text)
+            if op != ">>":
+                data += b"\r\n"
+            conns.setdefault(conn, bytearray()).extend(data)
             continue
-        conn, op, text = m.groups()
-        data, _ = expand(text)
-        if op != ">>":
-            data += b"\r\n"
-        conns.setdefault(conn, bytearray()).extend(data)
-    return conns
+        m = re.match(r"\s*(\w+) (<<|<=|<) (.*)$", line)
+        if m:
+            conn, _, text = m.groups()
+            data, _ = expand(text.replace("...", "done"))
+            server.setdefault(conn, bytearray()).extend(data + b"\r\n")
+    return conns, server
 
 
 def main():
     src = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parent / "scenarios"
     targets = {"mupdate": [("mupdate_codec", 0x00), ("mupdate_session", 0x20)],
                "imap": [("imap_codec", 0x00), ("imap_session", 0x20)]}
+    for target in [t for outs in targets.values() for t, _ in outs] + [
+            "scenario_parser", "wire_tokenizer"]:
+        d = HERE / "seeds" / target
+        d.mkdir(parents=True, exist_ok=True)
+        for f in d.iterdir():
+            if not f.name.startswith("hand-"):
+                f.unlink()
     for proto, outs in targets.items():
-        for target, _ in outs:
-            d = HERE / "seeds" / target
-            d.mkdir(parents=True, exist_ok=True)
-            for f in d.iterdir():
-                if not f.name.startswith("hand-"):
-                    f.unlink()
         for scn in sorted((src / proto).glob("*.scn")):
-            for conn, data in streams(scn).items():
+            # scenario_parser: the scenario file itself.
+            (HERE / "seeds" / "scenario_parser" / f"{proto}-{scn.name}").write_bytes(
+                scn.read_bytes())
+            conns, server = streams(scn)
+            for conn, data in conns.items():
                 if len(data) > MAX_SEED:
                     continue
+                name = f"{scn.stem}-{conn}"
                 for target, ctl in outs:
-                    name = f"{scn.stem}-{conn}"
                     (HERE / "seeds" / target / name).write_bytes(bytes([ctl]) + bytes(data))
+                if proto == "mupdate":
+                    # wire_tokenizer: the commands, read back by the runner's command reader.
+                    (HERE / "seeds" / "wire_tokenizer" / f"sent-{name}").write_bytes(
+                        b"\0" + bytes(data))
+            for conn, data in server.items():
+                if len(data) <= MAX_SEED:
+                    # wire_tokenizer: server-like lines (the expectations, made concrete).
+                    (HERE / "seeds" / "wire_tokenizer" / f"recv-{proto}-{scn.stem}-{conn}"
+                     ).write_bytes(b"\0" + bytes(data))
     total = sum(f.stat().st_size for f in (HERE / "seeds").rglob("*") if f.is_file())
     print(f"seeds: {total} bytes")
 

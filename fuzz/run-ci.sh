@@ -38,8 +38,13 @@ else
 fi
 echo "== build took $(( $(date +%s) - start )) s"
 
+# The session targets start a server with a temporary data directory that lives as long as the
+# fuzzing process (never removed by it): keep those under target/ and remove them per target.
+export TMPDIR="$PWD/target/fuzz-tmp"
+
 status=0
 for t in "${targets[@]}"; do
+    rm -rf "$TMPDIR" && mkdir -p "$TMPDIR"
     corpus="corpus/$t"
     mkdir -p "$corpus" "artifacts/$t"
     args=(-max_total_time="$SECONDS_PER_TARGET" -timeout=60 -rss_limit_mb=2048
@@ -61,5 +66,6 @@ for t in "${targets[@]}"; do
             [ -e "$a" ] && echo "!! artifact: fuzz/$a  (copy it to fuzz/regressions/$t/ and see fuzz/README.md)"
         done
     fi
+    rm -rf "$TMPDIR"
 done
 exit "$status"

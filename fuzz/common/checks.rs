@@ -14,44 +14,7 @@
 
 use bytes::BytesMut;
 
-/// Control bit: refuse synchronizing literals.
-pub const CTL_REFUSE: u8 = 0x08;
-/// Control bit: small limits.
-pub const CTL_SMALL: u8 = 0x10;
-/// Control bit: login prefix (session targets).
-pub const CTL_LOGIN: u8 = 0x20;
-/// Control bit: SASL line after AUTHENTICATE (mupdate_codec).
-pub const CTL_SASL: u8 = 0x40;
-
-/// Split an input into its control byte and the stream.
-pub fn split_control(data: &[u8]) -> (u8, &[u8]) {
-    match data.split_first() {
-        Some((&ctl, rest)) => (ctl, rest),
-        None => (0, &[]),
-    }
-}
-
-/// Cut `stream` into the pieces the control byte asks for.
-pub fn chunks(ctl: u8, stream: &[u8]) -> Vec<&[u8]> {
-    let exp = u32::from(ctl & 0x07);
-    if exp == 0 {
-        return vec![stream];
-    }
-    let max = 1usize << exp;
-    let mut state = u32::from(ctl).wrapping_mul(2_654_435_761).wrapping_add(1);
-    let mut out = Vec::new();
-    let mut rest = stream;
-    while !rest.is_empty() {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        let n = (state as usize % max + 1).min(rest.len());
-        let (a, b) = rest.split_at(n);
-        out.push(a);
-        rest = b;
-    }
-    out
-}
+include!("input.rs");
 
 // ---------------------------------------------------------------------------------------------
 // mupdate_codec
@@ -413,10 +376,9 @@ fn users(dir: &std::path::Path) -> std::sync::Arc<murder_server::auth::UserDb> {
     std::sync::Arc::new(murder_server::auth::UserDb::load(&path).expect("passwd"))
 }
 
-/// The process-wide `mupdated`.
-pub fn mupdate_server() -> &'static Running {
-    static SERVER: std::sync::OnceLock<Running> = std::sync::OnceLock::new();
-    SERVER.get_or_init(|| {
+/// Start a `mupdated` (admin `admin`, no auth failure delay) on its own runtime.
+pub fn start_mupdate() -> Running {
+    {
         install_panic_flag();
         let rt = runtime();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -431,16 +393,15 @@ pub fn mupdate_server() -> &'static Running {
             .block_on(murder_server::mupdate::start(c))
             .expect("mupdated starts");
         let addr = handle.local_addr();
-        // The handle lives as long as the process.
+        // The server lives as long as its runtime (dropping the runtime stops it).
         std::mem::forget(handle);
         Running { rt, addr, dir }
-    })
+    }
 }
 
-/// The process-wide `imapd`.
-pub fn imap_server() -> &'static Running {
-    static SERVER: std::sync::OnceLock<Running> = std::sync::OnceLock::new();
-    SERVER.get_or_init(|| {
+/// Start an `imapd` (user `bob`) on its own runtime.
+pub fn start_imap() -> Running {
+    {
         install_panic_flag();
         let rt = runtime();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -455,7 +416,19 @@ pub fn imap_server() -> &'static Running {
         let addr = handle.local_addr();
         std::mem::forget(handle);
         Running { rt, addr, dir }
-    })
+    }
+}
+
+/// The process-wide `mupdated` of the fuzz target.
+pub fn mupdate_server() -> &'static Running {
+    static SERVER: std::sync::OnceLock<Running> = std::sync::OnceLock::new();
+    SERVER.get_or_init(start_mupdate)
+}
+
+/// The process-wide `imapd` of the fuzz target.
+pub fn imap_server() -> &'static Running {
+    static SERVER: std::sync::OnceLock<Running> = std::sync::OnceLock::new();
+    SERVER.get_or_init(start_imap)
 }
 
 /// Write `prefix` and the stream (in the control byte's chunks), half-close, read until the
@@ -557,10 +530,14 @@ pub const MUPDATE_LOGIN: &[u8] = b"P1 AUTHENTICATE \"PLAIN\" \"AGFkbWluAHNlY3Jld
 /// `LOGIN` as `bob` and `SELECT INBOX`.
 pub const IMAP_LOGIN: &[u8] = b"P1 LOGIN bob bobpw\r\nP2 SELECT INBOX\r\n";
 
-/// The whole `mupdate_session` check.
+/// The whole `mupdate_session` check, on the process-wide server.
 pub fn check_mupdate_session(data: &[u8]) {
+    check_mupdate_session_on(mupdate_server(), data);
+}
+
+/// The `mupdate_session` check on server `s`.
+pub fn check_mupdate_session_on(s: &Running, data: &[u8]) {
     let (ctl, stream) = split_control(data);
-    let s = mupdate_server();
     s.rt.block_on(async {
         session_exchange(s.addr, ctl, MUPDATE_LOGIN, stream).await;
         assert_alive(s.addr, b"* OK MUPDATE", b"ZZ9 NOOP\r\n").await;
@@ -568,10 +545,14 @@ pub fn check_mupdate_session(data: &[u8]) {
     assert_no_panic();
 }
 
-/// The whole `imap_session` check.
+/// The whole `imap_session` check, on the process-wide server.
 pub fn check_imap_session(data: &[u8]) {
+    check_imap_session_on(imap_server(), data);
+}
+
+/// The `imap_session` check on server `s`.
+pub fn check_imap_session_on(s: &Running, data: &[u8]) {
     let (ctl, stream) = split_control(data);
-    let s = imap_server();
     s.rt.block_on(async {
         session_exchange(s.addr, ctl, IMAP_LOGIN, stream).await;
         assert_alive(s.addr, b"\r\n", b"ZZ9 NOOP\r\n").await;

@@ -1,6 +1,7 @@
 //! Replays the fuzz seed corpora (`fuzz/seeds/<target>/`) and every saved crash or regression
 //! input (`fuzz/regressions/<target>/`) through the same checks the cargo-fuzz targets run
 //! (`fuzz/common/checks.rs`), so that plain `cargo test` guards them without libFuzzer.
+//! The conformance runner's targets are replayed by `conformance/tests/fuzz_regressions.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::{Path, PathBuf};
@@ -14,93 +15,81 @@ mod checks {
 /// tests and replayed by the ignored [`unfixed_regressions`]; remove an entry with its fix.
 const UNFIXED: &[(&str, &str, &str)] = &[];
 
-fn is_unfixed(target: &str, path: &Path) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    UNFIXED
-        .iter()
-        .any(|(t, f, _)| *t == target && name.as_deref() == Some(*f))
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
 }
 
-/// Every regular file (not dot-files) under `fuzz/<kind>/<target>/`, sorted.
-fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz")
-        .join(kind)
-        .join(target);
-    let mut out = Vec::new();
-    let mut stack = vec![dir];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            let hidden = p
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            if hidden {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
+/// The session servers of a running test: started by [`with_servers`] and dropped when the test
+/// ends, which stops them and removes their data directory (statics are never dropped).
+static MUPDATE: std::sync::Mutex<Option<checks::Running>> = std::sync::Mutex::new(None);
+/// See [`MUPDATE`].
+static IMAP: std::sync::Mutex<Option<checks::Running>> = std::sync::Mutex::new(None);
+
+fn on_mupdate(data: &[u8]) {
+    let guard = MUPDATE.lock().unwrap_or_else(|e| e.into_inner());
+    checks::check_mupdate_session_on(guard.as_ref().expect("mupdated started"), data);
 }
 
-/// Run `check` on every seed and regression input of `target`, naming the file that fails.
-fn replay(target: &str, min_seeds: usize) {
-    let check = check_for(target);
-    let seeds = inputs("seeds", target);
-    assert!(
-        seeds.len() >= min_seeds,
-        "only {} seeds for {target}: the corpus is missing",
-        seeds.len()
-    );
-    let files: Vec<PathBuf> = seeds
-        .into_iter()
-        .chain(inputs("regressions", target))
-        .filter(|f| !is_unfixed(target, f))
-        .collect();
-    for f in &files {
-        let data = std::fs::read(f).unwrap();
-        let r = std::panic::catch_unwind(|| check(&data));
-        assert!(r.is_ok(), "{target} check failed on {}", f.display());
-    }
-}
-
-#[test]
-fn mupdate_codec_corpus() {
-    replay("mupdate_codec", 20);
-}
-
-#[test]
-fn imap_codec_corpus() {
-    replay("imap_codec", 20);
-}
-
-#[test]
-fn mupdate_session_corpus() {
-    replay("mupdate_session", 20);
-}
-
-#[test]
-fn imap_session_corpus() {
-    replay("imap_session", 20);
+fn on_imap(data: &[u8]) {
+    let guard = IMAP.lock().unwrap_or_else(|e| e.into_inner());
+    checks::check_imap_session_on(guard.as_ref().expect("imapd started"), data);
 }
 
 fn check_for(target: &str) -> fn(&[u8]) {
     match target {
         "mupdate_codec" => checks::check_mupdate_codec,
         "imap_codec" => checks::check_imap_codec,
-        "mupdate_session" => checks::check_mupdate_session,
-        "imap_session" => checks::check_imap_session,
+        "mupdate_session" => on_mupdate,
+        "imap_session" => on_imap,
         other => panic!("unknown fuzz target {other}"),
     }
+}
+
+/// Run `f` with the session servers the target needs started, and stop them afterwards.
+fn with_servers(target: &str, f: impl FnOnce()) {
+    let slot = match target {
+        "mupdate_session" => Some((&MUPDATE, checks::start_mupdate as fn() -> checks::Running)),
+        "imap_session" => Some((&IMAP, checks::start_imap as fn() -> checks::Running)),
+        _ => None,
+    };
+    if let Some((slot, start)) = slot {
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(start());
+    }
+    f();
+    if let Some((slot, _)) = slot {
+        slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+fn replay(target: &str) {
+    let unfixed: Vec<&str> = UNFIXED
+        .iter()
+        .filter(|(t, _, _)| *t == target)
+        .map(|(_, f, _)| *f)
+        .collect();
+    with_servers(target, || {
+        checks::replay_inputs(&fuzz_dir(), target, 20, &unfixed, check_for(target));
+    });
+}
+
+#[test]
+fn mupdate_codec_corpus() {
+    replay("mupdate_codec");
+}
+
+#[test]
+fn imap_codec_corpus() {
+    replay("imap_codec");
+}
+
+#[test]
+fn mupdate_session_corpus() {
+    replay("mupdate_session");
+}
+
+#[test]
+fn imap_session_corpus() {
+    replay("imap_session");
 }
 
 /// The known, not yet fixed findings (see [`UNFIXED`]): run with `--ignored` to see them fail.
@@ -108,13 +97,10 @@ fn check_for(target: &str) -> fn(&[u8]) {
 #[ignore = "known unfixed fuzz findings, listed in UNFIXED with their reasons"]
 fn unfixed_regressions() {
     for (target, file, reason) in UNFIXED {
-        let path = inputs("regressions", target)
-            .into_iter()
-            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == *file))
-            .unwrap_or_else(|| panic!("{target}/{file} is missing"));
+        let path = fuzz_dir().join("regressions").join(target).join(file);
         let data = std::fs::read(&path).unwrap();
         eprintln!("{target}/{file}: {reason}");
-        check_for(target)(&data);
+        with_servers(target, || check_for(target)(&data));
     }
 }
 
