@@ -104,6 +104,12 @@ pub fn wire_lines(
         loop {
             match f.next_line() {
                 Ok(Some(line)) => {
+                    // frame.rs: the limit is on the logical line, literals included.
+                    assert!(
+                        line.bytes.len() <= max_line,
+                        "a logical line of {} bytes passed max_line {max_line}",
+                        line.bytes.len()
+                    );
                     let tokens = conformance::wire::token::tokenize(&line.bytes);
                     check_spans(&tokens, 0, line.bytes.len());
                     out.push(Ok(line));
@@ -138,15 +144,37 @@ pub fn sent_commands(pieces: &[&[u8]]) -> Vec<conformance::wire::command::SentCo
     out
 }
 
-/// The whole `wire_tokenizer` check: the runner's server-line framer and tokenizer, and its
-/// reader of sent commands; no panic, token spans in bounds, no dependence on the chunking.
+/// Known bug, not fixed yet (fuzz finding `regressions/wire_tokenizer/line-over-max-line-*`):
+/// `conformance::wire::frame::Framer` enforces `max_line` only while a line is incomplete, so a
+/// longer line that arrives in one read passes and the verdict depends on TCP segmentation.
+/// While true, [`check_wire_tokenizer`] uses a `max_line` no input can reach; set it to false
+/// with the fix (and move the files out of the ignored test).
+pub const WIRE_MAX_LINE_UNFIXED: bool = true;
+
+/// The `wire_tokenizer` check the fuzz target and the corpus replay run (see
+/// [`WIRE_MAX_LINE_UNFIXED`]).
 pub fn check_wire_tokenizer(data: &[u8]) {
+    check_wire_tokenizer_with(data, !WIRE_MAX_LINE_UNFIXED);
+}
+
+/// The full `wire_tokenizer` check, including the line limit.
+pub fn check_wire_tokenizer_strict(data: &[u8]) {
+    check_wire_tokenizer_with(data, true);
+}
+
+/// The runner's server-line framer and tokenizer, and its reader of sent commands: no panic,
+/// token spans in bounds, the line limit respected (when `line_limit`), no dependence on the
+/// chunking.
+pub fn check_wire_tokenizer_with(data: &[u8], line_limit: bool) {
     let (ctl, stream) = split_control(data);
-    let (max_literal, max_line) = if ctl & CTL_SMALL != 0 {
+    let (max_literal, mut max_line) = if ctl & CTL_SMALL != 0 {
         (16, 64)
     } else {
         (64 * 1024, 1024 * 1024)
     };
+    if !line_limit {
+        max_line = max_line.max(stream.len() + 1);
+    }
     let pieces = chunks(ctl, stream);
     let chunked = wire_lines(max_literal, max_line, &pieces);
     let whole = wire_lines(max_literal, max_line, &[stream]);

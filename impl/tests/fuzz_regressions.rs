@@ -11,10 +11,6 @@ mod checks {
     include!("../../fuzz/common/checks.rs");
 }
 
-/// Saved inputs that still fail: `(target, file name, reason)`. They are skipped by the corpus
-/// tests and replayed by the ignored [`unfixed_regressions`]; remove an entry with its fix.
-const UNFIXED: &[(&str, &str, &str)] = &[];
-
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
 }
@@ -61,14 +57,12 @@ fn with_servers(target: &str, f: impl FnOnce()) {
     }
 }
 
+/// Replay every seed and regression of `target`. An input that still fails after its finding
+/// is reported goes into the skip list (the `&[]` here) and into an `#[ignore = "reason"]` test
+/// of its own, as `conformance/tests/fuzz_regressions.rs` does for `wire_tokenizer`.
 fn replay(target: &str) {
-    let unfixed: Vec<&str> = UNFIXED
-        .iter()
-        .filter(|(t, _, _)| *t == target)
-        .map(|(_, f, _)| *f)
-        .collect();
     with_servers(target, || {
-        checks::replay_inputs(&fuzz_dir(), target, 20, &unfixed, check_for(target));
+        checks::replay_inputs(&fuzz_dir(), target, 20, &[], check_for(target));
     });
 }
 
@@ -92,18 +86,6 @@ fn imap_session_corpus() {
     replay("imap_session");
 }
 
-/// The known, not yet fixed findings (see [`UNFIXED`]): run with `--ignored` to see them fail.
-#[test]
-#[ignore = "known unfixed fuzz findings, listed in UNFIXED with their reasons"]
-fn unfixed_regressions() {
-    for (target, file, reason) in UNFIXED {
-        let path = fuzz_dir().join("regressions").join(target).join(file);
-        let data = std::fs::read(&path).unwrap();
-        eprintln!("{target}/{file}: {reason}");
-        with_servers(target, || check_for(target)(&data));
-    }
-}
-
 /// The chunking helper covers the stream exactly, whatever the control byte.
 #[test]
 fn chunks_cover_the_stream() {
@@ -115,4 +97,31 @@ fn chunks_cover_the_stream() {
         let max = if ctl & 7 == 0 { 1000 } else { 1 << (ctl & 7) };
         assert!(pieces.iter().all(|p| p.len() <= max));
     }
+}
+
+/// The session harness really talks to the servers: the login prefix succeeds and the fuzzed
+/// bytes are answered (otherwise the session targets would fuzz nothing).
+#[test]
+fn session_harness_reaches_the_servers() {
+    let m = checks::start_mupdate();
+    let got = m.rt.block_on(checks::session_exchange(
+        m.addr,
+        checks::CTL_LOGIN,
+        checks::MUPDATE_LOGIN,
+        b"A1 NOOP\r\nA2 LOGOUT\r\n",
+    ));
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.contains("\r\nP1 OK "), "{got}");
+    assert!(got.contains("\r\nA1 OK "), "{got}");
+    let i = checks::start_imap();
+    let got = i.rt.block_on(checks::session_exchange(
+        i.addr,
+        checks::CTL_LOGIN | 3,
+        checks::IMAP_LOGIN,
+        b"A1 APPEND INBOX {5+}\r\nhello\r\nA2 LOGOUT\r\n",
+    ));
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.contains("\r\nP2 OK "), "{got}");
+    assert!(got.contains("\r\nA1 OK "), "{got}");
+    assert!(got.contains("\r\nA2 OK "), "{got}");
 }
