@@ -32,6 +32,7 @@ fn write_scenarios(dir: &Path, files: &[(&str, &str)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_mupdate_scenarios_pass_against_a_correct_server() {
     let srv = start(Fault::None).await;
+    let examples = support::example_scenarios();
     let out = tempfile::tempdir().unwrap();
     let json = out.path().join("r.json");
     let addr = srv.addr.to_string();
@@ -43,7 +44,7 @@ async fn example_mupdate_scenarios_pass_against_a_correct_server() {
         "--password",
         "pw",
         "--scenarios",
-        scenarios().to_str().unwrap(),
+        examples.path().to_str().unwrap(),
         "--suite",
         "mupdate",
         "--json",
@@ -328,6 +329,7 @@ open c\nc > A1 ACTIVATE \"$box\" \"$host!p\" \"\"\nc < $tag OK ...\nc > D1 DELET
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_imap_scenarios_pass_against_a_correct_server() {
     let srv = support::imap::start().await;
+    let examples = support::example_scenarios();
     let out = tempfile::tempdir().unwrap();
     let json = out.path().join("r.json");
     let addr = srv.addr.to_string();
@@ -339,7 +341,7 @@ async fn example_imap_scenarios_pass_against_a_correct_server() {
         "--password",
         "p",
         "--scenarios",
-        scenarios().to_str().unwrap(),
+        examples.path().to_str().unwrap(),
         "--json",
         json.to_str().unwrap(),
         "--bundle-dir",

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use clap::Parser as _;
@@ -51,10 +50,6 @@ async fn tls_proxy(
     (addr, pem)
 }
 
-fn scenarios() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
-}
-
 async fn run(args: &[&str]) -> i32 {
     let mut v = vec!["conformance"];
     v.extend_from_slice(args);
@@ -70,7 +65,8 @@ async fn implicit_tls_with_a_ca_file() {
     std::fs::write(&ca, pem).unwrap();
     let json = dir.path().join("r.json");
     let addr = addr.to_string();
-    let s = scenarios();
+    let s = support::example_scenarios();
+    let s = s.path();
     let code = run(&[
         "--target",
         &addr,
@@ -114,7 +110,8 @@ async fn a_certificate_the_ca_does_not_vouch_for_is_refused() {
     let ca = dir.path().join("other.pem");
     std::fs::write(&ca, other_pem).unwrap();
     let addr = addr.to_string();
-    let s = scenarios();
+    let s = support::example_scenarios();
+    let s = s.path();
     assert_eq!(
         run(&[
             "--target",

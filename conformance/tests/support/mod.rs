@@ -250,3 +250,33 @@ fn kind(c: &murder_model::Command) -> CommandKind {
         C::List { .. } => CommandKind::List,
     }
 }
+
+/// The scenario directory of the repository.
+pub fn scenarios_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}
+
+/// The example files of `scenarios/README.md` section 9. The fake servers of these tests
+/// implement just what the examples need; the whole corpus runs against the reference servers in
+/// `tests/embedded.rs`.
+pub const EXAMPLES: [&str; 8] = [
+    "mupdate/reserve-new.scn",
+    "mupdate/reserve-race.scn",
+    "mupdate/update-sees-other-activate.scn",
+    "mupdate/lex-sync-literal.scn",
+    "mupdate/banner-shape.scn",
+    "mupdate/logout-bye.scn",
+    "mupdate/lex-blank-line.scn",
+    "imap/multiappend-two-messages.scn",
+];
+
+/// A temporary scenario directory holding only [`EXAMPLES`].
+pub fn example_scenarios() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in EXAMPLES {
+        let to = dir.path().join(name);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(scenarios_dir().join(name), to).unwrap();
+    }
+    dir
+}

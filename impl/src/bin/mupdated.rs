@@ -24,6 +24,8 @@ Behaviour:
   * Prints `listening on ADDR` on stdout once it accepts connections (useful with port 0).
   * Offers SASL PLAIN and LOGIN (`* AUTH PLAIN LOGIN`), STARTTLS when --tls-cert/--tls-key are
     given. Before AUTHENTICATE every command but AUTHENTICATE, STARTTLS and LOGOUT gets NO.
+  * --require-tls: AUTHENTICATE only after STARTTLS (`NO \"TLS required\"` before).
+  * After --max-auth-failures failed AUTHENTICATEs (default 3) a connection gets `* BYE`.
   * Lines must end with CRLF; a line ending in a bare LF is answered BAD.
   * Writes are durable (fsync, group commit) before OK. UPDATE streams every committed change
     at once, with every intermediate state; NOOP on a stream is a barrier.
@@ -103,6 +105,13 @@ struct Cli {
     /// Pause before answering a failed AUTHENTICATE, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     auth_failure_delay_ms: u64,
+    /// Failed AUTHENTICATEs per connection; the last one's NO is followed by `* BYE` (>= 1).
+    #[arg(long, default_value_t = Limits::default().max_auth_failures)]
+    max_auth_failures: u32,
+    /// Refuse AUTHENTICATE until STARTTLS (needs --tls-cert/--tls-key); the banner lists no
+    /// SASL mechanism before TLS.
+    #[arg(long, requires = "tls_cert")]
+    require_tls: bool,
     /// Changes an UPDATE subscriber may fall behind before it is dropped.
     #[arg(long, default_value_t = Limits::default().subscriber_buffer)]
     subscriber_buffer: usize,
@@ -160,6 +169,7 @@ async fn main() -> Result<()> {
     let mut config = Config::new(cli.listen, data, Arc::new(users));
     config.admins = cli.admins.clone();
     config.server_name = cli.server_name.clone();
+    config.require_tls = cli.require_tls;
     if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
         config.tls = Some(net::load_server_config(cert, key)?);
     }
@@ -172,6 +182,7 @@ async fn main() -> Result<()> {
         max_connections: cli.max_connections,
         idle_timeout: Duration::from_secs(cli.idle_timeout),
         auth_failure_delay: Duration::from_millis(cli.auth_failure_delay_ms),
+        max_auth_failures: cli.max_auth_failures,
         subscriber_buffer: cli.subscriber_buffer,
         max_batch: cli.max_batch,
     };

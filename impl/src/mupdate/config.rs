@@ -31,6 +31,9 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Pause before answering a failed AUTHENTICATE (default 1 s), to slow password guessing.
     pub auth_failure_delay: Duration,
+    /// Failed AUTHENTICATEs one connection may make (default 3); the last one's NO is followed
+    /// by `* BYE` and the connection closes. A cancelled exchange (`*`) is not a failure.
+    pub max_auth_failures: u32,
     /// Changes buffered per UPDATE subscriber before it is dropped with `* BYE` (default 65536).
     pub subscriber_buffer: usize,
     /// Most writes committed in one group commit (default 256).
@@ -48,6 +51,7 @@ impl Default for Limits {
             max_connections: 1024,
             idle_timeout: Duration::from_secs(30 * 60),
             auth_failure_delay: Duration::from_secs(1),
+            max_auth_failures: 3,
             subscriber_buffer: 65536,
             max_batch: 256,
         }

@@ -21,6 +21,10 @@
 //! * Over-limit input: BAD when the line boundary is known, `* BYE` and close when it is lost
 //!   (line over [`Limits::max_line`], non-synchronizing literal over
 //!   [`Limits::literal_drain_limit`]). Never a crash: other connections are unaffected.
+//! * Failed AUTHENTICATE: a pause of [`Limits::auth_failure_delay`], and after
+//!   [`Limits::max_auth_failures`] (3) on one connection, `* BYE` and close. With
+//!   [`Config::require_tls`], no mechanism is offered and AUTHENTICATE gets NO until STARTTLS.
+//!   See `SECURITY.md` for the threat model and the tests behind each defense.
 //! * Writes: only the `admins` when a list is configured (RFC 7 gives every user full access);
 //!   PLAIN authzid different from authcid only for admins.
 //! * UPDATE streams every committed change at once with every intermediate state; NOOP on the

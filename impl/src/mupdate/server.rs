@@ -20,7 +20,7 @@ use tracing::info;
 
 use crate::auth::UserDb;
 use crate::net::{self, ListenerConfig, ShutdownSignal};
-use crate::store::{MupdateStore, StoreConfig, StoreError};
+use crate::store::{FaultInjector, MupdateStore, StoreConfig, StoreError};
 
 use super::config::{Backoff, Limits};
 use super::connection::Connection;
@@ -98,8 +98,15 @@ pub struct Config {
     pub slave_of: Option<MasterLink>,
     /// Resource limits.
     pub limits: Limits,
+    /// Refuse AUTHENTICATE until STARTTLS succeeded (`--require-tls`; default off). Needs
+    /// [`Config::tls`]; before TLS the banner's `* AUTH` lists no mechanism.
+    pub require_tls: bool,
     /// Deliberate bugs for the conformance suite's mutant tests (empty by default).
     pub faults: Faults,
+    /// Test hook: open the store behind this disk-fault switch (full disk, failing fsync).
+    /// Always None in production.
+    #[doc(hidden)]
+    pub store_faults: Option<FaultInjector>,
 }
 
 impl Config {
@@ -115,7 +122,9 @@ impl Config {
             tls: None,
             slave_of: None,
             limits: Limits::default(),
+            require_tls: false,
             faults: Faults::default(),
+            store_faults: None,
         }
     }
 }
@@ -217,6 +226,9 @@ fn check_limits(l: &Limits) -> Result<(), MupdateError> {
             "max_tag, max_connections, max_batch >= 1, max_args >= 3",
         ));
     }
+    if l.max_auth_failures == 0 {
+        return Err(MupdateError::Limit("max_auth_failures must be at least 1"));
+    }
     if l.subscriber_buffer == 0 {
         return Err(MupdateError::Limit("subscriber_buffer must be at least 1"));
     }
@@ -226,12 +238,20 @@ fn check_limits(l: &Limits) -> Result<(), MupdateError> {
 /// Start a server; it runs until [`ServerHandle::shutdown`].
 pub async fn start(config: Config) -> Result<ServerHandle, MupdateError> {
     check_limits(&config.limits)?;
-    let store = MupdateStore::open(StoreConfig {
+    if config.require_tls && config.tls.is_none() {
+        return Err(MupdateError::Limit(
+            "require_tls needs a TLS configuration (--tls-cert, --tls-key)",
+        ));
+    }
+    let store_config = StoreConfig {
         path: config.data_dir.clone(),
         max_batch: config.limits.max_batch,
         subscriber_buffer: config.limits.subscriber_buffer,
-    })
-    .await?;
+    };
+    let store = match config.store_faults.clone() {
+        Some(fault) => MupdateStore::open_with_faults(store_config, fault).await?,
+        None => MupdateStore::open(store_config).await?,
+    };
     let listener = match TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(source) => {
@@ -269,6 +289,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, MupdateError> {
             role,
             admins: config.admins,
             tls_available: config.tls.is_some(),
+            require_tls: config.require_tls,
             faults: config.faults,
         }),
         limits: config.limits,

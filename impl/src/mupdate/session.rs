@@ -53,6 +53,9 @@ pub struct Policy {
     pub admins: Vec<String>,
     /// STARTTLS is configured.
     pub tls_available: bool,
+    /// AUTHENTICATE only under TLS: before STARTTLS the banner lists no mechanism and
+    /// AUTHENTICATE gets `NO "TLS required"` (never a `+ go ahead` for its literal).
+    pub require_tls: bool,
     /// Deliberate bugs (empty in production).
     pub faults: Faults,
 }
@@ -146,9 +149,11 @@ impl Session {
         &self.policy
     }
 
-    /// The capability banner (RFC 3656 3.8); `* STARTTLS` only while TLS is possible and off.
+    /// The capability banner (RFC 3656 3.8); `* STARTTLS` only while TLS is possible and off;
+    /// no mechanism in `* AUTH` while TLS is required and off.
     pub fn banner(&self, host: &str, mechanisms: &[&str]) -> Vec<u8> {
         let mut out = Vec::new();
+        let mechanisms = if self.tls_missing() { &[] } else { mechanisms };
         response::banner(
             &mut out,
             &response::Banner {
@@ -169,6 +174,11 @@ impl Session {
     /// True once TLS is active.
     pub fn tls_active(&self) -> bool {
         self.tls_active
+    }
+
+    /// True while TLS is required and not yet active.
+    fn tls_missing(&self) -> bool {
+        self.policy.require_tls && !self.tls_active
     }
 
     /// AUTHENTICATE succeeded as `identity`: the OK to send.
@@ -253,6 +263,9 @@ impl Session {
             if self.tls_active {
                 return Some(line(t, Status::No, "TLS already active"));
             }
+        }
+        if kind == CommandKind::Authenticate && self.tls_missing() {
+            return Some(line(t, Status::No, "TLS required"));
         }
         if kind.is_write() && !self.may_write && state != SessionState::NotAuthenticated {
             return Some(line(t, Status::No, "permission denied"));
@@ -418,6 +431,7 @@ mod tests {
             role,
             admins: admins.iter().map(|s| s.to_string()).collect(),
             tls_available: false,
+            require_tls: false,
             faults,
         })
     }

@@ -78,9 +78,21 @@ pub async fn spawn_mupdated(
     log_level: &str,
     stderr: std::process::Stdio,
 ) -> (tokio::process::Child, SocketAddr) {
+    spawn_mupdated_on("127.0.0.1:0", data, passwd, extra, log_level, stderr).await
+}
+
+/// [`spawn_mupdated`] listening on `listen` (a restart on the same port).
+pub async fn spawn_mupdated_on(
+    listen: &str,
+    data: &std::path::Path,
+    passwd: &std::path::Path,
+    extra: &[&str],
+    log_level: &str,
+    stderr: std::process::Stdio,
+) -> (tokio::process::Child, SocketAddr) {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mupdated"))
-        .args(["--listen", "127.0.0.1:0", "--data"])
+        .args(["--listen", listen, "--data"])
         .arg(data)
         .arg("--users")
         .arg(passwd)
@@ -105,6 +117,45 @@ pub async fn spawn_mupdated(
         .parse()
         .unwrap();
     (child, addr)
+}
+
+/// A real `mupdated` on `listen` with its data and [`PASSWD`] in `dir`, admins `admin` and
+/// `slave`, logging at warn to nowhere (the fault and hostile-client tests).
+pub async fn spawn_quiet_mupdated(
+    dir: &std::path::Path,
+    listen: &str,
+) -> (tokio::process::Child, SocketAddr) {
+    let passwd = dir.join("passwd");
+    std::fs::write(&passwd, PASSWD).unwrap();
+    spawn_mupdated_on(
+        listen,
+        &dir.join("data"),
+        &passwd,
+        &["--admin", "admin", "--admin", "slave"],
+        "warn",
+        std::process::Stdio::null(),
+    )
+    .await
+}
+
+/// One random write (ACTIVATE, RESERVE, DEACTIVATE or DELETE) of `user.<prefix><0..names>` on
+/// three locations, tagged W; asserts it is answered OK or NO.
+pub async fn random_write(c: &mut Client, prefix: &str, names: usize, i: usize) {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let name = format!("user.{prefix}{}", rng.random_range(0..names));
+    let loc = format!("h{}!p", rng.random_range(0..3));
+    let cmd = match rng.random_range(0..4) {
+        0 => format!("ACTIVATE \"{name}\" \"{loc}\" \"acl{i}\""),
+        1 => format!("RESERVE \"{name}\" \"{loc}\""),
+        2 => format!("DEACTIVATE \"{name}\" \"{loc}\""),
+        _ => format!("DELETE \"{name}\""),
+    };
+    let r = c.cmd("W", &cmd).await;
+    assert!(
+        r.len() == 1 && (r[0].starts_with("W OK ") || r[0].starts_with("W NO ")),
+        "{r:?}"
+    );
 }
 
 /// A raw MUPDATE client.
@@ -303,4 +354,64 @@ fn trailing_literal(line: &[u8]) -> Option<usize> {
     let inner = s.strip_suffix("+}")?;
     let start = inner.rfind('{')?;
     inner[start + 1..].parse().ok()
+}
+
+/// Resident memory of process `pid` in KiB (`VmRSS` of `/proc/PID/status`), None off Linux.
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Raise the soft limit on open files to the hard limit (many-connection tests); returns it.
+#[allow(unsafe_code)]
+pub fn raise_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct passed by pointer.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    lim.rlim_cur
+}
+
+/// A well-behaved client that keeps doing NOOP and FIND round trips on its own connection
+/// until stopped; every round trip must succeed (it panics otherwise, failing the test).
+pub struct Prober {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl Prober {
+    /// Log in as admin on `addr` and start probing.
+    pub async fn start(addr: SocketAddr) -> Prober {
+        let mut c = Client::admin(addr).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            let mut rounds = 0u64;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                assert_eq!(c.cmd("P", "NOOP").await, vec!["P OK \"NOOP complete\""]);
+                let r = c.cmd("F", "FIND \"probe.none\"").await;
+                assert_eq!(r, vec!["F OK \"Search completed\""]);
+                rounds += 1;
+                tokio::task::yield_now().await;
+            }
+            rounds
+        });
+        Prober { stop, task }
+    }
+
+    /// Stop and return how many round trips succeeded (panics if one failed).
+    pub async fn finish(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("prober stuck")
+            .expect("a well-behaved client's round trip failed")
+    }
 }

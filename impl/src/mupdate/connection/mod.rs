@@ -82,6 +82,8 @@ pub(crate) struct Connection {
     held_until: Option<tokio::time::Instant>,
     /// Pipelined writes handed to the store, answered in order.
     in_flight: VecDeque<InFlight>,
+    /// Failed AUTHENTICATEs so far (closed at [`Limits::max_auth_failures`](super::Limits)).
+    auth_failures: u32,
     peer: String,
 }
 
@@ -165,6 +167,7 @@ impl Connection {
             held: Vec::new(),
             held_until: None,
             in_flight: VecDeque::new(),
+            auth_failures: 0,
             peer,
         }
     }
@@ -496,7 +499,17 @@ impl Connection {
         let Some(plain) = self.io.take() else {
             return Ok(Flow::Close);
         };
-        match plain.upgrade_discarding(&acceptor, &mut self.input).await {
+        // A client that never finishes the handshake is dropped like an idle one.
+        let idle = self.shared.limits.idle_timeout;
+        let handshake = plain.upgrade_discarding(&acceptor, &mut self.input);
+        let upgraded = match tokio::time::timeout(idle, handshake).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "TLS handshake idle for too long",
+            )),
+        };
+        match upgraded {
             Ok(tls) => {
                 self.io = Some(tls);
                 self.session.tls_started();

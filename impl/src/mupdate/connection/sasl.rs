@@ -131,6 +131,14 @@ impl Connection {
         }
         let no = self.session.auth_failed(tag, &failure.to_string());
         self.output.extend(no);
+        if failure != SaslFailure::Cancelled {
+            self.auth_failures = self.auth_failures.saturating_add(1);
+            if self.auth_failures >= self.shared.limits.max_auth_failures {
+                info!(peer = %self.peer, failures = self.auth_failures, "too many authentication failures");
+                self.output.extend(bye("too many authentication failures"));
+                return Ok(Flow::Close);
+            }
+        }
         Ok(Flow::Continue)
     }
 }
