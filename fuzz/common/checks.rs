@@ -537,12 +537,7 @@ pub fn check_mupdate_session(data: &[u8]) {
 
 /// The `mupdate_session` check on server `s`.
 pub fn check_mupdate_session_on(s: &Running, data: &[u8]) {
-    let (ctl, stream) = split_control(data);
-    s.rt.block_on(async {
-        session_exchange(s.addr, ctl, MUPDATE_LOGIN, stream).await;
-        assert_alive(s.addr, b"* OK MUPDATE", b"ZZ9 NOOP\r\n").await;
-    });
-    assert_no_panic();
+    check_session_on(s, data, MUPDATE_LOGIN, b"* OK MUPDATE");
 }
 
 /// The whole `imap_session` check, on the process-wide server.
@@ -552,10 +547,16 @@ pub fn check_imap_session(data: &[u8]) {
 
 /// The `imap_session` check on server `s`.
 pub fn check_imap_session_on(s: &Running, data: &[u8]) {
+    check_session_on(s, data, IMAP_LOGIN, b"\r\n");
+}
+
+/// One session input on server `s` (login `prefix` when the control byte asks), then a fresh
+/// connection's NOOP once the greeting (ending in `greeting_end`) arrived; no thread panicked.
+pub fn check_session_on(s: &Running, data: &[u8], prefix: &[u8], greeting_end: &[u8]) {
     let (ctl, stream) = split_control(data);
     s.rt.block_on(async {
-        session_exchange(s.addr, ctl, IMAP_LOGIN, stream).await;
-        assert_alive(s.addr, b"\r\n", b"ZZ9 NOOP\r\n").await;
+        session_exchange(s.addr, ctl, prefix, stream).await;
+        assert_alive(s.addr, greeting_end, b"ZZ9 NOOP\r\n").await;
     });
     assert_no_panic();
 }
