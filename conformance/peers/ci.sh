@@ -5,7 +5,8 @@
 #      the copy is verified byte for byte (impl/tests/imap_interop.rs, an ignored cargo test);
 #   2. interop-ours.sh: Cyrus slave <- our master, Cyrus backend -> our master, our slave <- Cyrus
 #      master, mailutil Dovecot -> our imapd;
-#   3. selftest.sh: the peers themselves (Cyrus master/slave/imapd, Dovecot, mailutil copy).
+#   3. selftest.sh: the peers themselves (Cyrus master/slave/imapd, Dovecot, mailutil copy);
+#   4. impl/tests/kdc/ci.sh: GSSAPI logins to mupdated against a real MIT KDC.
 # A missing peer is a loud failure (non-zero exit), never a skip.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,5 +30,8 @@ bash "$here/interop-ours.sh"
 step "peer self-test"
 bash "$here/selftest.sh"
 
+step "GSSAPI against a throw-away MIT KDC (feature gssapi; includes Cyrus mupdatetest -m GSSAPI)"
+bash "$root/impl/tests/kdc/ci.sh"
+
 echo
-echo "peers: 3 passed, 0 failed"
+echo "peers: 4 passed, 0 failed"
