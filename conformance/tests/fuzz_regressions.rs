@@ -43,10 +43,9 @@ fn wire_tokenizer_corpus() {
     );
 }
 
-/// The framer accepts a server line longer than `max_line` when it arrives in one read, and
-/// refuses it when it arrives in pieces (found by the `wire_tokenizer` fuzz target).
+/// The framer used to accept a server line longer than `max_line` when it arrived in one read,
+/// and refuse it when it arrived in pieces (found by the `wire_tokenizer` fuzz target; fixed).
 #[test]
-#[ignore = "known bug in conformance::wire::frame::Framer: max_line checked only for incomplete lines"]
 fn wire_line_limit_regardless_of_reads() {
     for name in WIRE_UNFIXED {
         let path = fuzz_dir().join("regressions/wire_tokenizer").join(name);

@@ -144,12 +144,11 @@ pub fn sent_commands(pieces: &[&[u8]]) -> Vec<conformance::wire::command::SentCo
     out
 }
 
-/// Known bug, not fixed yet (fuzz finding `regressions/wire_tokenizer/line-over-max-line-*`):
-/// `conformance::wire::frame::Framer` enforces `max_line` only while a line is incomplete, so a
-/// longer line that arrives in one read passes and the verdict depends on TCP segmentation.
-/// While true, [`check_wire_tokenizer`] uses a `max_line` no input can reach; set it to false
-/// with the fix (and move the files out of the ignored test).
-pub const WIRE_MAX_LINE_UNFIXED: bool = true;
+/// Fuzz finding `regressions/wire_tokenizer/line-over-max-line-*`, now fixed:
+/// `conformance::wire::frame::Framer` enforced `max_line` only while a line was incomplete, so a
+/// longer line that arrived in one read passed. While true, [`check_wire_tokenizer`] uses a
+/// `max_line` no input can reach (kept as a switch for the next such finding).
+pub const WIRE_MAX_LINE_UNFIXED: bool = false;
 
 /// The `wire_tokenizer` check the fuzz target and the corpus replay run (see
 /// [`WIRE_MAX_LINE_UNFIXED`]).
