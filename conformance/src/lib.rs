@@ -9,10 +9,12 @@
 //! * [`corpus`]: the scenario files embedded at build time, or loaded from a directory.
 //! * [`run`]: connections, the executor of one case, and the suite runner (parallel, grades).
 //! * [`report`]: the human summary, JSON, JUnit and failure bundles.
+//! * [`coverage`]: the requirement tables and `--coverage`.
 //! * [`embedded`]: the reference servers started in-process when no `--target` is given.
 
 pub mod cli;
 pub mod corpus;
+pub mod coverage;
 pub mod embedded;
 pub mod report;
 pub mod run;
