@@ -34,6 +34,65 @@ async fn tls_client(
     Client::new(tls)
 }
 
+/// SEARCH's date and text keys (RFC 3501 6.4.4): INTERNALDATE dates ignore time and zone,
+/// SENT* read the Date: field, HEADER/SUBJECT/FROM/TO/CC/BCC/BODY/TEXT are case-insensitive
+/// substrings, a body larger than the scan chunk is searched across chunk boundaries, and an
+/// unsupported CHARSET is answered NO [BADCHARSET].
+#[tokio::test]
+async fn search_dates_headers_and_text() {
+    let s = TestServer::start().await;
+    let mut c = s.alice().await;
+    let m1: &[u8] = b"From: Alice <alice@x.org>\r\nTo: bob@y.org\r\nCc: carol@z.org\r\nSubject: Quarterly Report\r\nDate: Mon, 7 Feb 1994 21:52:25 -0800\r\nX-Tracker: abc-42\r\n\r\nThe numbers are up.\r\n";
+    let m2: &[u8] = b"From: Bob <bob@y.org>\r\nTo: alice@x.org\r\nBcc: dave@w.org\r\nSubject: lunch?\r\n  folded tail\r\nDate: 1 Jan 2001 00:00:00 +0000\r\n\r\nNumbers later.\r\n";
+    let mut m3 = b"From: Eve <eve@v.org>\r\nSubject: big\r\n\r\n".to_vec();
+    m3.resize(200_000, b'x');
+    m3.extend_from_slice(b"Deep-Needle\r\n");
+    c.append_plus(
+        "INBOX",
+        &[
+            ("\"07-Feb-1994 23:30:00 -0800\" ", m1),
+            ("\"08-Feb-1994 00:30:00 +0200\" ", m2),
+            ("\"01-Jan-2001 12:00:00 +0000\" ", &m3),
+        ],
+    )
+    .await;
+    c.ok("SELECT INBOX").await;
+    for (q, want) in [
+        ("ON 7-Feb-1994", "* SEARCH 1"),
+        ("ON 8-Feb-1994", "* SEARCH 2"),
+        ("BEFORE 8-Feb-1994", "* SEARCH 1"),
+        ("SINCE 8-Feb-1994", "* SEARCH 2 3"),
+        ("SINCE \"1-Jan-2001\"", "* SEARCH 3"),
+        ("SENTON 7-Feb-1994", "* SEARCH 1"),
+        ("SENTBEFORE 1-Jan-2001", "* SEARCH 1"),
+        ("SENTSINCE 1-Jan-2001", "* SEARCH 2"),
+        ("NOT SENTSINCE 1-Jan-1900", "* SEARCH 3"),
+        ("SUBJECT report", "* SEARCH 1"),
+        ("SUBJECT \"FOLDED TAIL\"", "* SEARCH 2"),
+        ("FROM ALICE", "* SEARCH 1"),
+        ("TO alice", "* SEARCH 2"),
+        ("CC carol", "* SEARCH 1"),
+        ("BCC dave", "* SEARCH 2"),
+        ("HEADER X-Tracker ABC-4", "* SEARCH 1"),
+        ("HEADER x-tracker \"\"", "* SEARCH 1"),
+        ("HEADER Subject \"\"", "* SEARCH 1 2 3"),
+        ("BODY numbers", "* SEARCH 1 2"),
+        ("BODY alice", "* SEARCH"),
+        ("TEXT alice", "* SEARCH 1 2"),
+        ("BODY deep-needle", "* SEARCH 3"),
+        ("OR SUBJECT lunch BODY deep-needle", "* SEARCH 2 3"),
+        ("CHARSET UTF-8 BODY Numbers SINCE 8-Feb-1994", "* SEARCH 2"),
+    ] {
+        let u = c.ok(&format!("SEARCH {q}")).await;
+        assert_eq!(u[0].text, want, "SEARCH {q}");
+    }
+    let (u, t) = c.cmd("SEARCH CHARSET ISO-2022-JP BODY x").await;
+    assert!(u.is_empty(), "{u:?}");
+    assert!(t.text.contains(" NO [BADCHARSET"), "{t:?}");
+    let (_, t) = c.cmd("SEARCH ON 31-Feb-1994").await;
+    assert!(t.text.contains(" BAD"), "{t:?}");
+}
+
 #[tokio::test]
 async fn capability_lists_the_extensions() {
     let s = TestServer::start().await;

@@ -56,6 +56,9 @@ struct Args {
     /// Largest APPEND message literal in octets.
     #[arg(long)]
     max_message_size: Option<u64>,
+    /// Failed LOGIN/AUTHENTICATE attempts per connection before `* BYE` and close.
+    #[arg(long, default_value_t = imap::Limits::default().max_auth_failures)]
+    max_auth_failures: u32,
     /// Deliberate protocol faults for mutant testing (repeatable).
     #[cfg(feature = "faults")]
     #[arg(long = "fault")]
@@ -89,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
     }
     config.limits.idle_timeout = Duration::from_secs(args.idle_timeout_secs);
     config.limits.max_connections = args.max_connections;
+    config.limits.max_auth_failures = args.max_auth_failures;
     if let Some(m) = args.max_message_size {
         config.limits.max_message_size = m;
     }

@@ -87,3 +87,32 @@ mod tests {
         assert!(Faults::default().0.is_empty());
     }
 }
+
+/// A test hook making the mail store's commits fail as if the disk were full (the imapd
+/// counterpart of the MUPDATE store's `FaultInjector`). Clones share one switch; off at first.
+#[derive(Clone, Debug, Default)]
+pub struct DiskFault(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl DiskFault {
+    /// A switch that starts off (the disk works).
+    pub fn new() -> DiskFault {
+        DiskFault::default()
+    }
+
+    /// Turn the failure on (`true`: the disk is "full") or off.
+    pub fn set_full(&self, full: bool) {
+        self.0.store(full, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `Err(StorageFull)` while the switch is on.
+    pub fn check(&self) -> std::io::Result<()> {
+        if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "injected fault: no space left on device",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}

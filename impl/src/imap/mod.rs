@@ -13,6 +13,8 @@
 //! * Plaintext LOGIN and AUTHENTICATE PLAIN are allowed unless [`Config::require_tls`] is set
 //!   and the connection is not (yet) TLS; then CAPABILITY shows `LOGINDISABLED` and no
 //!   `AUTH=PLAIN`, and both commands answer NO.
+//! * [`Limits::max_auth_failures`] (3) failed LOGIN/AUTHENTICATE attempts on one connection:
+//!   the last one's tagged answer is followed by `* BYE` and the connection closes.
 //! * Each user has a private namespace; `INBOX` is created at first login; the hierarchy
 //!   separator is `/`.
 //! * A message literal larger than [`Limits::max_message_size`] is refused: for `{n}` without
@@ -42,7 +44,7 @@ use std::time::Duration;
 
 pub use crate::auth::UserDb;
 pub use crate::net::ServerHandle;
-pub use faults::{Fault, Faults};
+pub use faults::{DiskFault, Fault, Faults};
 pub use mupdate_link::MupdateLink;
 pub use server::start;
 
@@ -66,6 +68,11 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Size of one socket read. Default 64 KiB.
     pub read_chunk: usize,
+    /// Failed LOGIN/AUTHENTICATE attempts one connection may make (default 3, like
+    /// mupdated's): the last one's tagged NO (or BAD for a malformed SASL response) is
+    /// followed by `* BYE` and the connection closes. A cancelled AUTHENTICATE (`*`), an
+    /// unsupported mechanism and a refusal before STARTTLS are not failures. 0 acts as 1.
+    pub max_auth_failures: u32,
 }
 
 impl Default for Limits {
@@ -78,6 +85,7 @@ impl Default for Limits {
             max_connections: crate::net::listener::DEFAULT_MAX_CONNECTIONS,
             idle_timeout: Duration::from_secs(30 * 60),
             read_chunk: 64 * 1024,
+            max_auth_failures: 3,
         }
     }
 }
@@ -101,6 +109,8 @@ pub struct Config {
     pub limits: Limits,
     /// Fault switches (empty: correct behaviour).
     pub faults: Faults,
+    /// Test hook: while on, the mail store refuses to commit APPENDs as if the disk were full.
+    pub disk_fault: Option<DiskFault>,
 }
 
 impl Config {
@@ -115,6 +125,7 @@ impl Config {
             mupdate: None,
             limits: Limits::default(),
             faults: Faults::default(),
+            disk_fault: None,
         }
     }
 }

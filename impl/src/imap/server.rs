@@ -15,9 +15,12 @@ use crate::net::{ListenerConfig, ServerHandle, serve_with_shutdown, write_and_cl
 pub async fn start(config: Config) -> Result<ServerHandle, ImapError> {
     let dir = config.data_dir.clone();
     let faults = config.faults.clone();
-    let store = tokio::task::spawn_blocking(move || MailStore::open(&dir, faults))
+    let mut store = tokio::task::spawn_blocking(move || MailStore::open(&dir, faults))
         .await
         .map_err(|e| ImapError::Listen(std::io::Error::other(e)))??;
+    if let Some(d) = &config.disk_fault {
+        store.set_disk_fault(d.clone());
+    }
     let store = Arc::new(store);
     if let Some(link) = &config.mupdate {
         // RFC 3656 4.1: a backend (re)activates its mailboxes when it (re)connects.

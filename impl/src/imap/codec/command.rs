@@ -1,7 +1,7 @@
 //! Typed IMAP commands and their parser (everything but APPEND's message literals, which the
 //! session streams; see [`parse_append_message`] for the per-message part of APPEND).
 
-use super::datetime::InternalDate;
+use super::datetime::{InternalDate, parse_search_date};
 use super::parser::{Cursor, PResult, Piece, SyntaxError, is_astring_char, is_atom_char};
 
 /// A sequence-set range bound: a number or `*`.
@@ -152,6 +152,39 @@ pub enum SearchKey {
     Or(Box<SearchKey>, Box<SearchKey>),
     /// A parenthesized list (AND).
     And(Vec<SearchKey>),
+    /// BEFORE/ON/SINCE: the INTERNALDATE's date (days since 1970-01-01) compared to this one.
+    InternalDate(DateCmp, i64),
+    /// SENTBEFORE/SENTON/SENTSINCE: the `Date:` header's date compared to this one.
+    SentDate(DateCmp, i64),
+    /// HEADER name string (also SUBJECT, FROM, TO, CC, BCC): the field's unfolded value
+    /// contains the string, case-insensitively (ASCII). `name` is upper-case.
+    Header(String, Vec<u8>),
+    /// BODY string: the body (after the header) contains the string.
+    Body(Vec<u8>),
+    /// TEXT string: the header or body contains the string.
+    Text(Vec<u8>),
+}
+
+/// How a SEARCH date key compares a message's date with the given one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DateCmp {
+    /// Earlier than the date.
+    Before,
+    /// On the date.
+    On,
+    /// On or later than the date.
+    Since,
+}
+
+impl DateCmp {
+    /// Whether a message dated `day` matches a key for `key_day`.
+    pub fn matches(self, day: i64, key_day: i64) -> bool {
+        match self {
+            DateCmp::Before => day < key_day,
+            DateCmp::On => day == key_day,
+            DateCmp::Since => day >= key_day,
+        }
+    }
 }
 
 /// STATUS data items.
@@ -224,6 +257,9 @@ pub enum Command {
     Search {
         /// UID SEARCH.
         uid: bool,
+        /// The `CHARSET` given, if any (only US-ASCII and UTF-8 are supported; the session
+        /// answers `NO [BADCHARSET]` for others).
+        charset: Option<String>,
         /// The keys (AND).
         keys: Vec<SearchKey>,
     },
@@ -467,17 +503,13 @@ fn parse_uid_able(name: &str, uid: bool, c: &mut Cursor<'_>) -> PResult<Command>
         _ => {
             // SEARCH [CHARSET astring SP] keys
             let mut keys = Vec::new();
+            let mut charset = None;
             let first = c.clone();
             if let Ok(a) = c.atom()
                 && a.eq_ignore_ascii_case("CHARSET")
             {
                 c.sp()?;
-                let cs = c.astring()?;
-                if !cs.eq_ignore_ascii_case(b"US-ASCII") && !cs.eq_ignore_ascii_case(b"UTF-8") {
-                    return Err(SyntaxError {
-                        expected: "CHARSET US-ASCII or UTF-8",
-                    });
-                }
+                charset = Some(String::from_utf8_lossy(&c.astring()?).into_owned());
                 c.sp()?;
             } else {
                 *c = first;
@@ -488,7 +520,7 @@ fn parse_uid_able(name: &str, uid: bool, c: &mut Cursor<'_>) -> PResult<Command>
                     break;
                 }
             }
-            Command::Search { uid, keys }
+            Command::Search { uid, charset, keys }
         }
     };
     c.end()?;
@@ -565,8 +597,42 @@ fn search_key(c: &mut Cursor<'_>, depth: u32) -> PResult<SearchKey> {
             let b = search_key(c, depth + 1)?;
             Ok(SearchKey::Or(Box::new(a), Box::new(b)))
         }
+        "BEFORE" | "ON" | "SINCE" | "SENTBEFORE" | "SENTON" | "SENTSINCE" => {
+            c.sp()?;
+            let day = parse_search_date(&c.astring()?).ok_or(SyntaxError {
+                expected: "a date (d-Mon-yyyy)",
+            })?;
+            let cmp = match word.trim_start_matches("SENT") {
+                "BEFORE" => DateCmp::Before,
+                "ON" => DateCmp::On,
+                _ => DateCmp::Since,
+            };
+            Ok(if word.starts_with("SENT") {
+                SearchKey::SentDate(cmp, day)
+            } else {
+                SearchKey::InternalDate(cmp, day)
+            })
+        }
+        "SUBJECT" | "FROM" | "TO" | "CC" | "BCC" => {
+            c.sp()?;
+            Ok(SearchKey::Header(word, c.astring()?))
+        }
+        "HEADER" => {
+            c.sp()?;
+            let name = String::from_utf8_lossy(&c.astring()?).to_ascii_uppercase();
+            c.sp()?;
+            Ok(SearchKey::Header(name, c.astring()?))
+        }
+        "BODY" => {
+            c.sp()?;
+            Ok(SearchKey::Body(c.astring()?))
+        }
+        "TEXT" => {
+            c.sp()?;
+            Ok(SearchKey::Text(c.astring()?))
+        }
         _ => Err(SyntaxError {
-            expected: "a supported search key (ALL, UID, flags, NOT, OR, LARGER, SMALLER)",
+            expected: "a supported search key (see RFC 3501 6.4.4)",
         }),
     }
 }
@@ -783,6 +849,23 @@ mod tests {
         assert!(parse(b"a STORE 1 +FLAGS.SILENT (\\Seen)").is_ok());
         assert!(parse(b"a SEARCH NOT DELETED UID 1:3").is_ok());
         assert!(parse(b"a SEARCH CHARSET UTF-8 ALL").is_ok());
+        assert!(matches!(
+            parse(b"a SEARCH CHARSET KOI8-R ALL"),
+            Ok(Command::Search { charset: Some(cs), .. }) if cs == "KOI8-R"
+        ));
+        assert!(matches!(
+            parse(b"a SEARCH ON 7-Feb-1994 SENTSINCE \"1-Jan-2000\""),
+            Ok(Command::Search { keys, .. }) if keys.len() == 2
+                && matches!(keys[1], SearchKey::SentDate(DateCmp::Since, _))
+        ));
+        assert!(parse(b"a SEARCH ON 30-Feb-1994").is_err());
+        assert!(matches!(
+            parse(b"a SEARCH HEADER x-Foo \"bar baz\" SUBJECT hi BODY x TEXT y"),
+            Ok(Command::Search { keys, .. }) if keys[0] == SearchKey::Header("X-FOO".into(), b"bar baz".to_vec())
+                && keys[1] == SearchKey::Header("SUBJECT".into(), b"hi".to_vec())
+                && keys[2] == SearchKey::Body(b"x".to_vec())
+                && keys[3] == SearchKey::Text(b"y".to_vec())
+        ));
         assert!(parse(b"a FROB").is_err());
         assert!(parse(b"a FETCH 0 FLAGS").is_err());
     }

@@ -133,6 +133,62 @@ impl InternalDate {
     }
 }
 
+/// A SEARCH `date` (`d-Mon-yyyy` or `dd-Mon-yyyy`, RFC 3501 section 9) as days since
+/// 1970-01-01.
+pub fn parse_search_date(s: &[u8]) -> Option<i64> {
+    let mut parts = s.split(|&b| b == b'-');
+    let (d, m, y) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || d.len() > 2 || y.len() != 4 {
+        return None;
+    }
+    civil_day(digits(d)?, m, digits(y)?)
+}
+
+/// Days since 1970-01-01 of day `d` of month name `mon` of year `y`, if that date exists.
+fn civil_day(d: u32, mon: &[u8], y: u32) -> Option<i64> {
+    let month = MONTHS
+        .iter()
+        .position(|m| m.as_bytes().eq_ignore_ascii_case(mon))? as u32
+        + 1;
+    let y = i64::from(y);
+    if d == 0 || d > days_in_month(y, month) {
+        return None;
+    }
+    Some(days_from_civil(y, month, d))
+}
+
+/// The date (days since 1970-01-01) of an RFC 5322 `Date:` field value, disregarding time and
+/// timezone (RFC 3501 SENTBEFORE/SENTON/SENTSINCE): `[Day ","] d Mon yyyy ...`. Two-digit
+/// years are read as RFC 5322 section 4.3 says (00-49: 20xx, 50-99: 19xx).
+pub fn parse_header_date(v: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(v).ok()?;
+    let text = match text.find(',') {
+        Some(i) => text.get(i + 1..)?,
+        None => text,
+    };
+    let mut words = text.split_ascii_whitespace();
+    let d = digits(words.next()?.as_bytes())?;
+    let mon = words.next()?;
+    let ys = words.next()?;
+    let y = digits(ys.as_bytes())?;
+    let y = match ys.len() {
+        2 if y < 50 => 2000 + y,
+        2 => 1900 + y,
+        3 => 1900 + y,
+        4 => y,
+        _ => return None,
+    };
+    civil_day(d, mon.as_bytes(), y)
+}
+
+impl InternalDate {
+    /// The date (days since 1970-01-01) in the zone the INTERNALDATE was given in: what
+    /// SEARCH BEFORE/ON/SINCE compare, "disregarding time and timezone".
+    pub fn day(&self) -> i64 {
+        (self.unix + i64::from(self.zone_minutes) * 60).div_euclid(86_400)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +204,26 @@ mod tests {
         assert!(InternalDate::parse(b"17-Jux-1996 02:44:25 -0700").is_none());
         assert!(InternalDate::parse(b"17-Jul-1996 02:44:25 0700").is_none());
         assert!(InternalDate::parse(b"garbage").is_none());
+    }
+
+    #[test]
+    fn search_dates() {
+        let feb7 = parse_search_date(b"7-Feb-1994").unwrap();
+        assert_eq!(parse_search_date(b"07-feb-1994"), Some(feb7));
+        assert!(parse_search_date(b"30-Feb-1994").is_none());
+        assert!(parse_search_date(b"7-Feb-94").is_none());
+        assert!(parse_search_date(b"7-Feb-1994-1").is_none());
+        // 23:30 -0800 on the 7th is the 8th in UTC; the date as given counts.
+        let d = InternalDate::parse(b"07-Feb-1994 23:30:00 -0800").unwrap();
+        assert_eq!(d.day(), feb7);
+        let d = InternalDate::parse(b"08-Feb-1994 00:30:00 +0200").unwrap();
+        assert_eq!(d.day(), feb7 + 1);
+        assert_eq!(
+            parse_header_date(b"Mon, 7 Feb 1994 21:52:25 -0800 (PST)"),
+            Some(feb7)
+        );
+        assert_eq!(parse_header_date(b"7 Feb 94 21:52:25 -0800"), Some(feb7));
+        assert_eq!(parse_header_date(b"  07 FEB 1994 00:00 +0000"), Some(feb7));
+        assert!(parse_header_date(b"yesterday").is_none());
     }
 }

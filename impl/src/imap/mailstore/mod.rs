@@ -52,7 +52,7 @@ use self::index::{
 };
 use super::codec::command::StoreOp;
 use super::codec::datetime::InternalDate;
-use super::faults::{Fault, Faults};
+use super::faults::{DiskFault, Fault, Faults};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +188,8 @@ pub struct MailStore {
     queue: Mutex<Vec<Arc<group_commit::Job>>>,
     staging_seq: AtomicU64,
     faults: Faults,
+    /// Test hook: APPEND commits fail while it is on.
+    disk_fault: Option<DiskFault>,
 }
 
 impl std::fmt::Debug for MailStore {
@@ -219,6 +221,11 @@ fn validate_name(name: &str) -> Result<(), StoreError> {
 }
 
 impl MailStore {
+    /// Install a disk-full test hook (see [`DiskFault`]).
+    pub fn set_disk_fault(&mut self, fault: DiskFault) {
+        self.disk_fault = Some(fault);
+    }
+
     /// Open (or create) the store in `dir` and recover: remove staging leftovers and blob
     /// files that no committed index record names.
     pub fn open(dir: &Path, faults: Faults) -> Result<MailStore, StoreError> {
@@ -318,6 +325,7 @@ impl MailStore {
             queue: Mutex::new(Vec::new()),
             staging_seq: AtomicU64::new(0),
             faults,
+            disk_fault: None,
         })
     }
 
@@ -434,6 +442,9 @@ impl MailStore {
         name: &str,
         staged: &StagedAppend,
     ) -> Result<Appended, StoreError> {
+        if let Some(d) = &self.disk_fault {
+            d.check()?;
+        }
         if self.faults.has(Fault::AutoCreateMailbox) && !self.exists(user, name) {
             match self.create(user, name) {
                 Ok(()) | Err(StoreError::Exists) => {}

@@ -27,10 +27,9 @@ impl Session {
         Ok(Flow::StartTls(acceptor))
     }
 
-    pub(super) async fn login(&mut self, tag: &str, user: &[u8], password: &[u8]) {
+    pub(super) async fn login(&mut self, tag: &str, user: &[u8], password: &[u8]) -> Flow {
         let Ok(user) = std::str::from_utf8(user) else {
-            self.tagged(tag, "NO", "[AUTHENTICATIONFAILED] Invalid credentials");
-            return;
+            return self.auth_failed(tag, "NO", "[AUTHENTICATIONFAILED] Invalid credentials");
         };
         if self.shared.users.verify(user, password) {
             self.logged_in(user).await;
@@ -39,9 +38,27 @@ impl Session {
                 "OK",
                 &format!("[CAPABILITY {}] LOGIN completed", self.capabilities()),
             );
+            Flow::Continue
         } else {
-            self.tagged(tag, "NO", "[AUTHENTICATIONFAILED] Invalid credentials");
+            self.auth_failed(tag, "NO", "[AUTHENTICATIONFAILED] Invalid credentials")
         }
+    }
+
+    /// Answer a failed LOGIN or AUTHENTICATE and count it: the
+    /// [`Limits::max_auth_failures`](crate::imap::Limits::max_auth_failures)th failure on one
+    /// connection is followed by `* BYE` and the connection closes.
+    fn auth_failed(&mut self, tag: &str, status: &str, text: &str) -> Flow {
+        self.tagged(tag, status, text);
+        self.auth_failures = self.auth_failures.saturating_add(1);
+        if self.auth_failures >= self.shared.limits.max_auth_failures {
+            tracing::info!(
+                failures = self.auth_failures,
+                "too many authentication failures"
+            );
+            self.push_line("* BYE Too many authentication failures");
+            return Flow::Close;
+        }
+        Flow::Continue
     }
 
     pub(super) async fn logged_in(&mut self, user: &str) {
@@ -80,8 +97,7 @@ impl Session {
             None => None,
             Some(Ok(v)) => Some(v),
             Some(Err(e)) => {
-                self.tagged(tag, "BAD", &format!("Initial response: {e}"));
-                return Ok(Flow::Continue);
+                return Ok(self.auth_failed(tag, "BAD", &format!("Initial response: {e}")));
             }
         };
         let mut step = sasl.start(initial.as_deref());
@@ -102,8 +118,8 @@ impl Session {
                         match decode_base64_line(&line) {
                             Ok(r) => sasl.step(&r),
                             Err(e) => {
-                                self.tagged(tag, "BAD", &format!("SASL response: {e}"));
-                                return Ok(Flow::Continue);
+                                let text = format!("SASL response: {e}");
+                                return Ok(self.auth_failed(tag, "BAD", &text));
                             }
                         }
                     };
@@ -123,12 +139,15 @@ impl Session {
                     return Ok(Flow::Continue);
                 }
                 SaslStep::Failure(SaslFailure::MalformedResponse(r)) => {
-                    self.tagged(tag, "BAD", &format!("Malformed SASL response: {r}"));
-                    return Ok(Flow::Continue);
+                    let text = format!("Malformed SASL response: {r}");
+                    return Ok(self.auth_failed(tag, "BAD", &text));
                 }
                 SaslStep::Failure(_) => {
-                    self.tagged(tag, "NO", "[AUTHENTICATIONFAILED] Invalid credentials");
-                    return Ok(Flow::Continue);
+                    return Ok(self.auth_failed(
+                        tag,
+                        "NO",
+                        "[AUTHENTICATIONFAILED] Invalid credentials",
+                    ));
                 }
             }
         }

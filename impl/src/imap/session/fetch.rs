@@ -1,4 +1,4 @@
-//! FETCH, STORE and SEARCH on the selected mailbox.
+//! FETCH and STORE on the selected mailbox.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::{Res, Session};
-use crate::imap::codec::command::{FetchAttr, SearchKey, Section, SequenceSet, StoreOp};
+use crate::imap::codec::command::{FetchAttr, Section, SequenceSet, StoreOp};
 use crate::imap::codec::response::flag_list;
-use crate::imap::mailstore::{FlagsStored, MessageMeta};
+use crate::imap::mailstore::FlagsStored;
 use crate::imap::message::{body_structure, envelope, header_end, header_fields, read_header};
 
 /// Where the octets of a body section come from.
@@ -368,77 +368,6 @@ impl Session {
         }
         self.sync_selected(false);
         self.tagged(tag, "OK", "STORE completed");
-    }
-
-    pub(super) fn search(&mut self, tag: &str, uid: bool, keys: &[SearchKey]) {
-        let Some(sel) = self.selected.as_ref() else {
-            return;
-        };
-        let n = u32::try_from(sel.uids.len()).unwrap_or(u32::MAX);
-        let max_uid = sel.uids.last().copied().unwrap_or(0);
-        let hits = self.shared.store.with_view(sel.id, |view| {
-            let mut hits = Vec::new();
-            for (i, &u) in sel.uids.iter().enumerate() {
-                let Some(meta) = view.messages.get(&u) else {
-                    continue;
-                };
-                let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
-                let ctx = Ctx {
-                    seq,
-                    uid: u,
-                    n,
-                    max_uid,
-                    meta,
-                    recent: &sel.recent,
-                };
-                if keys.iter().all(|k| ctx.matches(k)) {
-                    hits.push(if uid { u } else { seq });
-                }
-            }
-            hits
-        });
-        let Some(hits) = hits else {
-            self.tagged(tag, "NO", "Mailbox was deleted");
-            return;
-        };
-        let mut line = String::from("* SEARCH");
-        for h in hits {
-            line.push_str(&format!(" {h}"));
-        }
-        self.push_line(&line);
-        self.sync_selected(false);
-        self.tagged(tag, "OK", "SEARCH completed");
-    }
-}
-
-struct Ctx<'a> {
-    seq: u32,
-    uid: u32,
-    n: u32,
-    max_uid: u32,
-    meta: &'a MessageMeta,
-    recent: &'a BTreeSet<u32>,
-}
-
-impl Ctx<'_> {
-    fn matches(&self, k: &SearchKey) -> bool {
-        let has = |f: &str| self.meta.flags.iter().any(|x| x.eq_ignore_ascii_case(f));
-        let recent = self.recent.contains(&self.uid);
-        match k {
-            SearchKey::All => true,
-            SearchKey::Flag(f) => has(f),
-            SearchKey::NotFlag(f) => !has(f),
-            SearchKey::New => recent && !has("\\Seen"),
-            SearchKey::Recent => recent,
-            SearchKey::Old => !recent,
-            SearchKey::Seq(s) => s.contains(self.seq, self.n),
-            SearchKey::Uid(s) => s.contains(self.uid, self.max_uid),
-            SearchKey::Larger(x) => self.meta.size > u64::from(*x),
-            SearchKey::Smaller(x) => self.meta.size < u64::from(*x),
-            SearchKey::Not(k) => !self.matches(k),
-            SearchKey::Or(a, b) => self.matches(a) || self.matches(b),
-            SearchKey::And(v) => v.iter().all(|k| self.matches(k)),
-        }
     }
 }
 

@@ -11,6 +11,7 @@ mod auth;
 mod copy;
 mod fetch;
 mod mailbox;
+mod search;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -118,6 +119,8 @@ pub struct Session {
     shared: Arc<Shared>,
     user: Option<String>,
     selected: Option<Selected>,
+    /// Failed LOGIN/AUTHENTICATE attempts so far (closed at [`Limits::max_auth_failures`]).
+    auth_failures: u32,
 }
 
 enum Flow {
@@ -139,6 +142,7 @@ impl Session {
             shared,
             user: None,
             selected: None,
+            auth_failures: 0,
         }
     }
 
@@ -501,7 +505,7 @@ impl Session {
                         "[PRIVACYREQUIRED] LOGIN is disabled before STARTTLS",
                     );
                 } else {
-                    self.login(tag, &user, &password).await;
+                    return Ok(self.login(tag, &user, &password).await);
                 }
             }
             Command::Authenticate { mechanism, initial } => {
@@ -527,7 +531,9 @@ impl Session {
                 self.tagged(tag, "OK", "CLOSE completed");
             }
             Command::Expunge => self.expunge(tag).await,
-            Command::Search { uid, keys } => self.search(tag, uid, &keys),
+            Command::Search { uid, charset, keys } => {
+                self.search(tag, uid, charset.as_deref(), &keys).await
+            }
             Command::Fetch { uid, set, attrs } => self.fetch(tag, uid, &set, &attrs).await?,
             Command::Store {
                 uid,
