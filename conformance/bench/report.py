@@ -71,7 +71,7 @@ L.append(
 )
 L.append("## Machine\n")
 L.append(f"- {machine.get('nproc')} CPUs ({machine.get('cpu')}), {machine.get('memory')} RAM, kernel {machine.get('kernel')}")
-L.append(f"- data on `{machine.get('fs')}`; measured fsync rate in this run: **{machine.get('dsync_writes_per_s')} synchronous 4 KiB writes/s** (`dd bs=4k count=2000 oflag=dsync`)")
+L.append(f"- data on `{machine.get('fs')}`; measured fsync rate in this run: **{machine.get('dsync_writes_per_s')} synchronous 4 KiB appends/s** (`dd bs=4k count=2000 oflag=dsync`), {machine.get('dsync_overwrites_per_s', '–')} synchronous 4 KiB overwrites/s (same with `conv=notrunc` on the existing file)")
 L.append("- durability: ours with their defaults (every acknowledged write fsync'd), Cyrus 3.6.1 with its defaults, Dovecot 2.3.19.1 with `mail_fsync = always`\n")
 
 # Goals.
@@ -101,7 +101,7 @@ L.append("## Goals\n")
 L.append("| metric | ours | peer | peer value | ratio | goal | met |")
 L.append("|---|---:|---|---:|---:|---|---|")
 for name, ours, peer, pname, goal, r, ok in goals:
-    nd = 2 if "ms" in name or "MB/s" in name else 0
+    nd = 2 if "(ms," in name or "(MB/s" in name else 0
     L.append(f"| {name} | {fmt(ours, nd)} | {pname} | {fmt(peer, nd)} | {fmt(r, 2) + '×' if r is not None else '–'} | {goal} | {'yes' if ok(r) else '**no**'} |")
 L.append("")
 
@@ -128,13 +128,13 @@ for key in ("ours", "cyrus"):
         L.append(f"- {key}: {r['notes'][0]}")
 L.append("\n![mupdate-write throughput vs clients](conformance/bench/write-vs-clients.svg)\n")
 
-L.append("## mupdate-fanout: 100 UPDATE streams, writers at 1,000 ACTIVATE/s\n")
-L.append("| server | achieved writes/s | write p50 / p99 ms | fan-out to last stream p50 / p99 / max ms | streams dropped | writes missed |")
+L.append("## mupdate-fanout: UPDATE streams while writers pace 1,000 ACTIVATE/s in total\n")
+L.append("| server, streams × writers | achieved writes/s | write p50 / p99 ms | fan-out to last stream p50 / p99 / max ms | streams dropped | writes missed |")
 L.append("|---|---:|---|---|---:|---:|")
-for key, label in (("ours", "ours"), ("cyrus", "Cyrus")):
-    r = load(f"{key}-fanout")
+for key, label in (("ours-fanout", "ours, 100 × 16"), ("cyrus-fanout", "Cyrus, 100 × 16"), ("ours-fanout40", "ours, 40 × 8"), ("cyrus-fanout40", "Cyrus, 40 × 8")):
+    r = load(key)
     if not r:
-        L.append(f"| {label} | – | – | – | – | – |")
+        L.append(f"| {label} | failed (see analysis) | – | – | – | – |")
         continue
     w, f = phase(r, "writes"), phase(r, "fanout-to-last")
     L.append(f"| {label} | {fmt(w['per_second'])} | {fmt(w['p50_ms'], 2)} / {fmt(w['p99_ms'], 2)} | {fmt(f['p50_ms'], 2)} / {fmt(f['p99_ms'], 2)} / {fmt(f['max_ms'], 2)} | {int(r['figures']['streams_dropped'])} | {int(r['figures']['missed'])} |")
