@@ -5,7 +5,11 @@
 #      the copy is verified byte for byte (impl/tests/imap_interop.rs, an ignored cargo test);
 #   2. interop-ours.sh: Cyrus slave <- our master, Cyrus backend -> our master, our slave <- Cyrus
 #      master, mailutil Dovecot -> our imapd;
-#   3. selftest.sh: the peers themselves (Cyrus master/slave/imapd, Dovecot, mailutil copy).
+#   3. selftest.sh: the peers themselves (Cyrus master/slave/imapd, Dovecot, mailutil copy);
+#   4. impl/tests/kdc/ci.sh: GSSAPI logins to mupdated against a real MIT KDC;
+#   5. conformance-peers.sh: the conformance suites against Cyrus mupdate, Cyrus imapd and
+#      Dovecot, each held to its expected-failure file (peers/expected/<peer>.txt); any change in
+#      either direction (a new failure or a listed case passing) fails the step.
 # A missing peer is a loud failure (non-zero exit), never a skip.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,5 +33,11 @@ bash "$here/interop-ours.sh"
 step "peer self-test"
 bash "$here/selftest.sh"
 
+step "GSSAPI against a throw-away MIT KDC (feature gssapi; includes Cyrus mupdatetest -m GSSAPI)"
+bash "$root/impl/tests/kdc/ci.sh"
+
+step "conformance suites against the peers (expected-failure files)"
+bash "$here/conformance-peers.sh"
+
 echo
-echo "peers: 3 passed, 0 failed"
+echo "peers: 5 passed, 0 failed"

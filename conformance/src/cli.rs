@@ -41,6 +41,8 @@ pub enum Command {
         /// Bundle directory (or its bundle.json).
         bundle: PathBuf,
     },
+    /// Print a Markdown compatibility table from JSON reports (`--json` of earlier runs).
+    Report(crate::report::compat::ReportArgs),
     /// Parse and oracle-check scenario files (the embedded corpus, or --scenarios DIR) without
     /// running them; exit 0 when all are valid, 2 otherwise.
     Check,
@@ -144,6 +146,27 @@ pub struct Options {
     /// Run id (6 hex digits) instead of a random one; names in every case derive from it.
     #[arg(long, global = true, hide = true)]
     pub run_id: Option<String>,
+    /// Do not run cases whose id matches (glob or exact id; repeatable). They are reported
+    /// NOT-RUN, "skipped by the user", and never fail the run (for servers that crash on them).
+    #[arg(long, global = true, value_name = "PATTERN")]
+    pub skip: Vec<String>,
+    /// Print the requirements coverage table (scenarios/requirements/*.md). `auto` (the value
+    /// when none is given): with --target, run and show each scenario's grade, else only the
+    /// mapping; `map`: only the mapping, no run; `run`: run (embedded servers without --target)
+    /// and show grades.
+    #[arg(long, global = true, value_enum, num_args = 0..=1, default_missing_value = "auto", value_name = "WHEN")]
+    pub coverage: Option<CoverageArg>,
+}
+
+/// `--coverage`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CoverageArg {
+    /// Run when --target is given, else only the mapping.
+    Auto,
+    /// Only the mapping.
+    Map,
+    /// Run and show grades.
+    Run,
 }
 
 fn level_selected(arg: LevelArg, l: Level) -> bool {
@@ -298,6 +321,13 @@ fn finish(
         }
     }
     print!("{}", human::summary(reports, elapsed));
+    if o.coverage.is_some() {
+        let (tables, _) = crate::coverage::embedded();
+        print!(
+            "{}",
+            crate::coverage::render(&tables.requirements, Some(reports))
+        );
+    }
     if !bundles.is_empty() {
         println!(
             "failure bundles in {} (re-run one with `conformance replay DIR --target ...`)",
@@ -351,12 +381,22 @@ pub async fn main_with(cli: Cli) -> i32 {
         max_timeout: o.max_timeout.map(Duration::from_secs),
         jobs: o.jobs,
         run_id,
+        skip: o.skip.clone(),
     };
     match cli.command {
         Some(Command::Replay { bundle: path }) => return replay(&o, cfg, &path).await,
         Some(Command::Check) => return check(&o),
         Some(Command::Bench(b)) => return crate::bench::main(&o, &b).await,
+        Some(Command::Report(args)) => return crate::report::compat::main(&args),
         None => {}
+    }
+    let map_only = match o.coverage {
+        Some(CoverageArg::Map) => true,
+        Some(CoverageArg::Auto) => o.target.is_none(),
+        Some(CoverageArg::Run) | None => false,
+    };
+    if map_only {
+        return coverage_map(&o);
     }
     let all = match load(&o) {
         Ok(s) => s,
@@ -437,6 +477,29 @@ pub async fn main_with(cli: Cli) -> i32 {
             run_plans(&o, Arc::new(cfg), vec![plan]).await
         }
         None => crate::embedded::run_embedded(&o, cfg, selected).await,
+    }
+}
+
+/// `--coverage` without a run: the mapping, the table problems, exit 0 when there is none.
+fn coverage_map(o: &Options) -> i32 {
+    let all = match load(o) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let ids: Vec<String> = all.iter().map(|s| s.meta.id.clone()).collect();
+    let (tables, mut problems) = crate::coverage::embedded();
+    problems.extend(crate::coverage::check(&tables, &ids));
+    print!("{}", crate::coverage::render(&tables.requirements, None));
+    for p in &problems {
+        println!("problem: {p}");
+    }
+    if problems.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_USAGE
     }
 }
 

@@ -10,11 +10,13 @@
 //! * [`run`]: connections, the executor of one case, and the suite runner (parallel, grades).
 //! * [`report`]: the human summary, JSON, JUnit and failure bundles.
 //! * [`bench`]: `conformance bench`, the black-box load generator.
+//! * [`coverage`]: the requirement tables and `--coverage`.
 //! * [`embedded`]: the reference servers started in-process when no `--target` is given.
 
 pub mod bench;
 pub mod cli;
 pub mod corpus;
+pub mod coverage;
 pub mod embedded;
 pub mod report;
 pub mod run;

@@ -132,6 +132,7 @@ async fn every_server_fault_is_caught_by_some_case() {
                 bundles.to_str().unwrap(),
             ]);
             let cfg = RunConfig {
+                skip: Vec::new(),
                 creds: Default::default(),
                 timeout: Duration::from_secs(2),
                 max_timeout: Some(Duration::from_secs(2)),

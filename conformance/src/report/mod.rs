@@ -2,6 +2,7 @@
 //! bundles ([`bundle`]), the `--expect-fail` waivers and the exit code.
 
 pub mod bundle;
+pub mod compat;
 pub mod human;
 pub mod json;
 pub mod junit;

@@ -194,6 +194,15 @@ impl Exec<'_> {
         }
     }
 
+    /// The server closed `conn`: note it and forget the connection.
+    fn closed_by_server(&mut self, conn: &str) {
+        self.tr.note(conn, "closed by server");
+        self.conns.remove(conn);
+        if let Some(sim) = self.sim.as_mut() {
+            sim.close(conn);
+        }
+    }
+
     async fn read(&mut self, conn: &str, deadline: Instant) -> Result<Line, StepFail> {
         let budget = self.budget;
         let cs = self
@@ -506,13 +515,7 @@ impl Exec<'_> {
                 let deadline = self.deadline();
                 let cs = get_cs(&mut self.conns, conn)?;
                 match cs.conn.read_line(deadline, budget).await {
-                    Err(ReadError::Closed) | Err(ReadError::Io(_)) => {
-                        self.tr.note(conn, "closed by server");
-                        self.conns.remove(conn);
-                        if let Some(sim) = self.sim.as_mut() {
-                            sim.close(conn);
-                        }
-                    }
+                    Err(ReadError::Closed) | Err(ReadError::Io(_)) => self.closed_by_server(conn),
                     Err(e @ ReadError::Timeout(_)) => {
                         return Err(StepFail::msg(format!(
                             "the server did not close the connection: {e}"
@@ -528,6 +531,38 @@ impl Exec<'_> {
                             got: Some(visible(&line.bytes)),
                             ..StepFail::default()
                         });
+                    }
+                }
+            }
+            StepKind::Settle { conn } => {
+                let deadline = self.deadline();
+                for _ in 0..MAX_SKIPPED_LINES {
+                    let cs = get_cs(&mut self.conns, conn)?;
+                    match cs.conn.read_line(deadline, budget).await {
+                        Err(ReadError::Closed) | Err(ReadError::Io(_)) => {
+                            self.closed_by_server(conn);
+                            break;
+                        }
+                        Err(ReadError::Timeout(_)) => {
+                            self.tr
+                                .note(conn, "no reaction within the timeout (still reading)");
+                            break;
+                        }
+                        Err(e) => return Err(StepFail::msg(e.to_string())),
+                        Ok(line) => {
+                            self.tr.push(conn, Dir::Received, &line.bytes);
+                            self.observe(conn, &line);
+                            let toks = tokenize(&line.bytes);
+                            let (a, b) = first_two(&toks);
+                            let done = match (a, b) {
+                                (Some(b"*"), Some(w)) => w.eq_ignore_ascii_case(b"BYE"),
+                                (Some(_), Some(w)) => Status::from_word(w).is_some(),
+                                _ => false,
+                            };
+                            if done {
+                                break;
+                            }
+                        }
                     }
                 }
             }

@@ -58,6 +58,9 @@ pub struct RunConfig {
     pub jobs: usize,
     /// Run id: 6 hex digits, part of every unique name.
     pub run_id: String,
+    /// `--skip` patterns: matching cases are not run and are reported NOT-RUN "skipped by the
+    /// user" (for servers that crash on some inputs and must not be fed them in a run).
+    pub skip: Vec<String>,
 }
 
 /// A MUPDATE server's role from its banner.
@@ -85,7 +88,7 @@ pub struct TargetInfo {
     pub mechs: BTreeSet<String>,
     /// STARTTLS advertised on a plain connection.
     pub starttls: bool,
-    /// The greeting's first line, as text.
+    /// The greeting as text: IMAP's first line, MUPDATE's `* OK MUPDATE` banner line.
     pub greeting: String,
     /// Why the second user could not log in, if it could not (its cases are then N/A).
     pub user2_refused: Option<String>,

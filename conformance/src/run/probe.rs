@@ -220,6 +220,12 @@ pub async fn probe(
                 );
             }
             read_banner(&banner, &mut info);
+            if let Some(ok) = banner
+                .iter()
+                .find(|l| upper(&l.bytes).starts_with("* OK MUPDATE"))
+            {
+                info.greeting = String::from_utf8_lossy(&ok.bytes).into_owned();
+            }
             if target.tls_mode == TlsMode::StartTls {
                 let again = starttls(
                     &mut cs, &mut tr, &mut tags, protocol, target, deadline, budget,

@@ -153,6 +153,14 @@ async fn run_one(
         rep.reason = Some(why);
         return rep;
     }
+    if let Some(p) = cfg
+        .skip
+        .iter()
+        .find(|p| crate::report::glob(p, &sc.meta.id))
+    {
+        rep.reason = Some(format!("skipped by the user (--skip {p})"));
+        return rep;
+    }
     if dead.load(Ordering::SeqCst) {
         rep.reason = Some("the target stopped accepting connections earlier in the run".into());
         return rep;
@@ -200,16 +208,21 @@ pub async fn run_suite(
     let n = cases.len();
     let selected = cases.clone();
     for (pos, sel) in cases.into_iter().enumerate() {
-        let (target, info, cfg, dead, sem, progress) = (
+        let (target, info, cfg, dead, progress) = (
             target.clone(),
             info.clone(),
             cfg.clone(),
             dead.clone(),
-            sem.clone(),
             progress.clone(),
         );
+        // Take the permit before spawning, so cases start in file order: with `--jobs 1` the run
+        // is a deterministic sequence (what a crash-prone target needs to be judged the same
+        // way every time).
+        let Ok(permit) = sem.clone().acquire_owned().await else {
+            break;
+        };
         set.spawn(async move {
-            let _permit = sem.acquire_owned().await;
+            let _permit = permit;
             progress.set_message(sel.scenario.meta.id.clone());
             let rep = run_one(sel, target, info, cfg, dead).await;
             progress.inc(1);

@@ -236,6 +236,13 @@ pub enum StepKind {
         /// Connection name.
         conn: String,
     },
+    /// `c1 settle`: wait until the server has reacted to what was sent (a tagged completion or
+    /// `* BYE` arrives, or the connection closes); silence for the whole timeout also passes
+    /// (the server is still reading a literal). Never fails except on I/O errors.
+    Settle {
+        /// Connection name.
+        conn: String,
+    },
     /// `c1 unordered` ... `end`.
     Unordered {
         /// Connection name.
@@ -300,6 +307,7 @@ impl StepKind {
             | S::ExpectRegex { conn, .. }
             | S::Closed { conn }
             | S::Silent { conn }
+            | S::Settle { conn }
             | S::Unordered { conn, .. }
             | S::Collect { conn, .. } => Some(conn),
             S::Same { .. } | S::Count { .. } | S::Has { .. } | S::Race { .. } => None,

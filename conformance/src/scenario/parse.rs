@@ -477,11 +477,12 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, ParseError> {
                         .map_err(|e| p.err(arg_col, format!("bad regex: {e}")))?;
                     StepKind::ExpectRegex { conn, regex: t }
                 }
-                "closed" | "silent" | "unordered" if !arg.trim().is_empty() => {
+                "closed" | "silent" | "settle" | "unordered" if !arg.trim().is_empty() => {
                     return Err(p.err(arg_col, format!("`{op}` takes no argument")));
                 }
                 "closed" => StepKind::Closed { conn },
                 "silent" => StepKind::Silent { conn },
+                "settle" => StepKind::Settle { conn },
                 "unordered" => {
                     open = Open::Unordered {
                         conn,

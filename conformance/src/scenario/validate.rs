@@ -204,7 +204,10 @@ impl Walker<'_> {
                     imap.close(conn);
                 }
             }
-            StepKind::StartTls { .. } | StepKind::Tls { .. } | StepKind::Silent { .. } => {}
+            StepKind::StartTls { .. }
+            | StepKind::Tls { .. }
+            | StepKind::Silent { .. }
+            | StepKind::Settle { .. } => {}
             StepKind::Send { conn, text, crlf } => {
                 let env = self.env_for(conn);
                 match text.expand(&env) {

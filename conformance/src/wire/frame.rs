@@ -91,6 +91,10 @@ impl Framer {
                 return Ok(None);
             };
             let lf = self.scan + rel;
+            // The same limit whether the line came in one read or several (found by fuzzing).
+            if lf > self.max_line {
+                return Err(FrameError::LineTooLong(self.max_line));
+            }
             let seg_end = if lf > 0 && self.buf.get(lf - 1) == Some(&b'\r') {
                 lf - 1
             } else {

@@ -1,8 +1,11 @@
-//! Authentication shared by both servers: the passwd-file user database ([`passwd`]) and the
-//! sans-IO server side of the SASL mechanisms PLAIN and LOGIN ([`sasl`]).
+//! Authentication shared by both servers: the passwd-file user database ([`passwd`]), the
+//! sans-IO server side of the SASL mechanisms PLAIN and LOGIN ([`sasl`]) and, with the cargo
+//! feature `gssapi`, SASL GSSAPI (Kerberos 5, RFC 4752) server and client (`gssapi`).
 //!
-//! Known gap: SCRAM-SHA-256 and GSSAPI are not implemented (see [`sasl`]).
+//! Known gap: SCRAM-SHA-256 is not implemented (see [`sasl`]).
 
+#[cfg(feature = "gssapi")]
+pub mod gssapi;
 pub mod passwd;
 pub mod sasl;
 

@@ -13,8 +13,8 @@
 //! * `LOGIN` (draft-murchison-sasl-login): challenges `Username:` then `Password:`; an initial
 //!   response is taken as the user name.
 //!
-//! Known gap: SCRAM-SHA-256 and GSSAPI (which RFC 3656 §4.2 names as mandatory to implement) are
-//! not implemented. The Cyrus peers the project tests against use PLAIN and LOGIN.
+//! GSSAPI (which RFC 3656 §4.2 names as mandatory to implement) is `super::gssapi`, behind the
+//! cargo feature `gssapi` (it links the system Kerberos library). Known gap: SCRAM-SHA-256.
 //!
 //! Verifying an `{ARGON2ID}` password costs one Argon2 evaluation: the protocol layer may run
 //! [`SaslServer::start`]/[`SaslServer::step`] inside `tokio::task::spawn_blocking` (a

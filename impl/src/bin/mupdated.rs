@@ -2,6 +2,8 @@
 //!
 //! `mupdated --listen 127.0.0.1:3905 --data DIR --users FILE [--admin NAME]...` runs a master;
 //! add `--slave-of HOST:PORT --master-user U --master-password P` for a read-only slave.
+//! With `--keytab FILE` (binary built with the cargo feature `gssapi`) it also offers SASL
+//! GSSAPI as `mupdate/SERVER-NAME@REALM` from that keytab.
 //! `mupdated hash-password` reads a password on stdin and prints an `{ARGON2ID}` passwd-file
 //! secret. Logging goes to stderr, filtered by `RUST_LOG` (default `info`): one line per
 //! connection opened/closed and per write; protocol bytes at `trace`; never passwords.
@@ -23,7 +25,10 @@ const AFTER_HELP: &str = "\
 Behaviour:
   * Prints `listening on ADDR` on stdout once it accepts connections (useful with port 0).
   * Offers SASL PLAIN and LOGIN (`* AUTH PLAIN LOGIN`), STARTTLS when --tls-cert/--tls-key are
-    given. Before AUTHENTICATE every command but AUTHENTICATE, STARTTLS and LOGOUT gets NO.
+    given, and GSSAPI (Kerberos 5, no security layer) when --keytab is given (binary built with
+    the cargo feature `gssapi`): the service principal is mupdate/SERVER-NAME@REALM, a client
+    principal user@REALM of the service's realm is user `user`, any other stays `user@REALM`.
+    Before AUTHENTICATE every command but AUTHENTICATE, STARTTLS and LOGOUT gets NO.
   * --require-tls: AUTHENTICATE only after STARTTLS (`NO \"TLS required\"` before).
   * After --max-auth-failures failed AUTHENTICATEs (default 3) a connection gets `* BYE`.
   * Lines must end with CRLF; a line ending in a bare LF is answered BAD.
@@ -61,11 +66,19 @@ struct Cli {
     #[arg(long = "admin", value_name = "NAME")]
     admins: Vec<String>,
     /// Run as a read-only slave of the master at HOST:PORT.
-    #[arg(long, value_name = "HOST:PORT", requires = "master_user")]
+    #[arg(long, value_name = "HOST:PORT")]
     slave_of: Option<String>,
-    /// User the slave authenticates as on its master.
+    /// User the slave authenticates as on its master (PLAIN, required); with
+    /// `--master-mech GSSAPI` the Kerberos client principal (default: the ccache's).
     #[arg(long)]
     master_user: Option<String>,
+    /// SASL mechanism of the slave's link: PLAIN, or GSSAPI (cargo feature `gssapi`; uses the
+    /// credential cache KRB5CCNAME or the client keytab KRB5_CLIENT_KTNAME).
+    #[arg(long, value_name = "MECH", default_value = "PLAIN")]
+    master_mech: String,
+    /// GSSAPI service of the master (default: mupdate@HOST of --slave-of).
+    #[arg(long, value_name = "SERVICE@HOST")]
+    master_service: Option<String>,
     /// Password of --master-user (visible in the process list: prefer --master-password-file).
     #[arg(long, conflicts_with = "master_password_file")]
     master_password: Option<String>,
@@ -78,9 +91,13 @@ struct Cli {
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Host name in the banner.
+    /// Host name in the banner (and of the GSSAPI service principal mupdate/HOST).
     #[arg(long, default_value = "localhost")]
     server_name: String,
+    /// Kerberos keytab holding mupdate/SERVER-NAME@REALM: offer SASL GSSAPI (needs a binary
+    /// built with the cargo feature `gssapi`; sets KRB5_KTNAME; KRB5_CONFIG picks krb5.conf).
+    #[arg(long, value_name = "FILE")]
+    keytab: Option<PathBuf>,
     /// Longest command line outside literals, in octets (>= 1024).
     #[arg(long, default_value_t = Limits::default().max_line)]
     max_line: usize,
@@ -137,8 +154,7 @@ enum Tool {
     HashPassword,
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -147,6 +163,39 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(keytab) = &cli.keytab {
+        use_keytab(keytab)?;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+/// Makes `keytab` the default keytab of the Kerberos library (`KRB5_KTNAME`), which GSSAPI
+/// reads when it acquires acceptor credentials (`libgssapi` has no keytab argument).
+#[cfg(feature = "gssapi")]
+#[allow(unsafe_code)]
+fn use_keytab(keytab: &std::path::Path) -> Result<()> {
+    let keytab = std::path::absolute(keytab)?;
+    if !keytab.is_file() {
+        bail!("--keytab {}: no such file", keytab.display());
+    }
+    let mut value = std::ffi::OsString::from("FILE:");
+    value.push(keytab.as_os_str());
+    // SAFETY: called from `main` before the tokio runtime (or any other thread) exists, so no
+    // other thread can read or write the environment concurrently.
+    unsafe { std::env::set_var("KRB5_KTNAME", value) };
+    Ok(())
+}
+
+/// Without the `gssapi` feature there is no GSSAPI to give a keytab to.
+#[cfg(not(feature = "gssapi"))]
+fn use_keytab(_keytab: &std::path::Path) -> Result<()> {
+    bail!("--keytab needs a mupdated built with the cargo feature `gssapi`")
+}
+
+async fn run(cli: Cli) -> Result<()> {
     if let Some(Tool::HashPassword) = cli.command {
         let mut password = String::new();
         std::io::stdin().read_to_string(&mut password)?;
@@ -169,6 +218,13 @@ async fn main() -> Result<()> {
     let mut config = Config::new(cli.listen, data, Arc::new(users));
     config.admins = cli.admins.clone();
     config.server_name = cli.server_name.clone();
+    #[cfg(feature = "gssapi")]
+    if cli.keytab.is_some() {
+        let service = format!("mupdate@{}", cli.server_name);
+        let acceptor = murder_server::auth::gssapi::GssapiAcceptor::new(&service)
+            .map_err(|e| anyhow::anyhow!("GSSAPI service {service}: {e}"))?;
+        config.gssapi = Some(acceptor);
+    }
     config.require_tls = cli.require_tls;
     if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
         config.tls = Some(net::load_server_config(cert, key)?);
@@ -187,6 +243,16 @@ async fn main() -> Result<()> {
         max_batch: cli.max_batch,
     };
     if let Some(master) = &cli.slave_of {
+        let gssapi = cli.master_mech.eq_ignore_ascii_case("GSSAPI");
+        if !gssapi && !cli.master_mech.eq_ignore_ascii_case("PLAIN") {
+            bail!("--master-mech must be PLAIN or GSSAPI");
+        }
+        if gssapi && cfg!(not(feature = "gssapi")) {
+            bail!("--master-mech GSSAPI needs a mupdated built with the cargo feature `gssapi`");
+        }
+        if !gssapi && cli.master_user.is_none() {
+            bail!("--slave-of needs --master-user");
+        }
         let password = match (&cli.master_password, &cli.master_password_file) {
             (Some(p), _) => p.clone(),
             (None, Some(file)) => std::fs::read_to_string(file)
@@ -195,6 +261,7 @@ async fn main() -> Result<()> {
                 .next()
                 .unwrap_or_default()
                 .to_string(),
+            (None, None) if gssapi => String::new(),
             (None, None) => bail!("--slave-of needs --master-password or --master-password-file"),
         };
         let mut link = MasterLink::new(
@@ -202,6 +269,15 @@ async fn main() -> Result<()> {
             cli.master_user.clone().unwrap_or_default(),
             password,
         );
+        #[cfg(feature = "gssapi")]
+        if gssapi {
+            let host = master.rsplit_once(':').map_or(master.as_str(), |(h, _)| h);
+            link.gssapi_service = Some(
+                cli.master_service
+                    .clone()
+                    .unwrap_or_else(|| format!("mupdate@{host}")),
+            );
+        }
         link.backoff = Backoff {
             initial: Duration::from_millis(cli.backoff_initial_ms),
             max: Duration::from_millis(cli.backoff_max_ms),

@@ -33,7 +33,8 @@ use super::slave::{self, Kick};
 pub struct MasterLink {
     /// The master's `host:port`.
     pub master: String,
-    /// The user the slave authenticates as (SASL PLAIN).
+    /// The user the slave authenticates as (SASL PLAIN); with GSSAPI the client principal
+    /// (empty: the default principal of the credential cache).
     pub user: String,
     /// Its password (never logged).
     pub password: String,
@@ -45,6 +46,11 @@ pub struct MasterLink {
     /// How long a client's NOOP on a slave's UPDATE stream waits for the master's answer to the
     /// slave's own upstream NOOP before it is answered from the slave's state (default 10 s).
     pub barrier_timeout: Duration,
+    /// Authenticate with SASL GSSAPI to this host-based service (`mupdate@HOST`) instead of
+    /// PLAIN, with the credential cache (`KRB5CCNAME`) or client keytab (`KRB5_CLIENT_KTNAME`)
+    /// of the process (default: none, PLAIN).
+    #[cfg(feature = "gssapi")]
+    pub gssapi_service: Option<String>,
 }
 
 impl MasterLink {
@@ -61,6 +67,8 @@ impl MasterLink {
             backoff: Backoff::default(),
             ready_timeout: Duration::from_secs(10),
             barrier_timeout: Duration::from_secs(10),
+            #[cfg(feature = "gssapi")]
+            gssapi_service: None,
         }
     }
 }
@@ -74,7 +82,7 @@ impl fmt::Debug for MasterLink {
             .field("backoff", &self.backoff)
             .field("ready_timeout", &self.ready_timeout)
             .field("barrier_timeout", &self.barrier_timeout)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -103,6 +111,9 @@ pub struct Config {
     pub require_tls: bool,
     /// Deliberate bugs for the conformance suite's mutant tests (empty by default).
     pub faults: Faults,
+    /// Offer SASL GSSAPI (Kerberos 5) with these acceptor credentials (default: none).
+    #[cfg(feature = "gssapi")]
+    pub gssapi: Option<crate::auth::gssapi::GssapiAcceptor>,
     /// Test hook: open the store behind this disk-fault switch (full disk, failing fsync).
     /// Always None in production.
     #[doc(hidden)]
@@ -124,6 +135,8 @@ impl Config {
             limits: Limits::default(),
             require_tls: false,
             faults: Faults::default(),
+            #[cfg(feature = "gssapi")]
+            gssapi: None,
             store_faults: None,
         }
     }
@@ -161,6 +174,9 @@ pub(crate) struct Shared {
     pub(crate) slave_ready_timeout: Duration,
     /// On a slave: asks the master link for an upstream NOOP barrier.
     pub(crate) kick: Option<Kick>,
+    /// GSSAPI acceptor credentials, when GSSAPI is offered.
+    #[cfg(feature = "gssapi")]
+    pub(crate) gssapi: Option<crate::auth::gssapi::GssapiAcceptor>,
 }
 
 /// A running server: the transport's [`net::ServerHandle`] plus what `mupdated` owns besides
@@ -298,6 +314,8 @@ pub async fn start(config: Config) -> Result<ServerHandle, MupdateError> {
         slave_ready,
         slave_ready_timeout: ready_timeout,
         kick,
+        #[cfg(feature = "gssapi")]
+        gssapi: config.gssapi,
     });
     let role_text = shared.policy.role.banner_text();
     let handler = move |tcp: TcpStream, peer: SocketAddr, signal: ShutdownSignal| {

@@ -202,7 +202,12 @@ impl Connection {
     }
 
     fn banner(&self) -> Vec<u8> {
-        let mechs: Vec<&str> = Mechanism::ALL.iter().map(Mechanism::name).collect();
+        #[allow(unused_mut)]
+        let mut mechs: Vec<&str> = Mechanism::ALL.iter().map(Mechanism::name).collect();
+        #[cfg(feature = "gssapi")]
+        if self.shared.gssapi.is_some() {
+            mechs.push(crate::auth::gssapi::MECHANISM_NAME);
+        }
         self.session.banner(&self.shared.server_name, &mechs)
     }
 

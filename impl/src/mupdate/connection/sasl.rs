@@ -1,5 +1,7 @@
 //! AUTHENTICATE on a connection (RFC 3656 4.2): the SASL exchange with bare base64 lines,
-//! `*` to cancel, and a pause before every failure except a cancel.
+//! `*` to cancel, and a pause before every failure except a cancel. PLAIN and LOGIN run a
+//! [`SaslServer`]; GSSAPI (cargo feature `gssapi`, offered when the server has acceptor
+//! credentials) a `GssapiServer`, through the same [`Exchange`] loop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +43,18 @@ impl Connection {
         mechanism: &str,
         initial: Option<Vec<u8>>,
     ) -> Result<Flow, ConnError> {
-        let Some(mech) = Mechanism::from_name(mechanism.as_bytes()) else {
+        let policy = AuthzPolicy {
+            admins: self.shared.policy.admins.clone(),
+        };
+        let server = match Mechanism::from_name(mechanism.as_bytes()) {
+            Some(mech) => Some(Exchange::Sasl(SaslServer::new(
+                mech,
+                Arc::clone(&self.shared.users),
+                policy,
+            ))),
+            None => self.gssapi_exchange(mechanism, policy),
+        };
+        let Some(mut server) = server else {
             let no = self.session.auth_failed(
                 tag,
                 &format!("{mechanism} is not a supported SASL mechanism"),
@@ -49,10 +62,6 @@ impl Connection {
             self.output.extend(no);
             return Ok(Flow::Continue);
         };
-        let policy = AuthzPolicy {
-            admins: self.shared.policy.admins.clone(),
-        };
-        let mut server = SaslServer::new(mech, Arc::clone(&self.shared.users), policy);
         let initial = match initial.map(|i| {
             if i.is_empty() {
                 Ok(i)
@@ -120,6 +129,22 @@ impl Connection {
         }
     }
 
+    /// A GSSAPI exchange when `mechanism` is GSSAPI and the server offers it.
+    #[cfg(feature = "gssapi")]
+    fn gssapi_exchange(&self, mechanism: &str, policy: AuthzPolicy) -> Option<Exchange> {
+        use crate::auth::gssapi::{GssapiServer, MECHANISM_NAME};
+        let acceptor = self.shared.gssapi.as_ref()?;
+        mechanism
+            .eq_ignore_ascii_case(MECHANISM_NAME)
+            .then(|| Exchange::Gssapi(Box::new(GssapiServer::new(acceptor, policy))))
+    }
+
+    /// Without the `gssapi` feature only PLAIN and LOGIN exist.
+    #[cfg(not(feature = "gssapi"))]
+    fn gssapi_exchange(&self, _mechanism: &str, _policy: AuthzPolicy) -> Option<Exchange> {
+        None
+    }
+
     async fn auth_failure(&mut self, tag: &[u8], failure: SaslFailure) -> Result<Flow, ConnError> {
         info!(peer = %self.peer, reason = %failure, "authentication failed");
         if failure != SaslFailure::Cancelled {
@@ -143,12 +168,47 @@ impl Connection {
     }
 }
 
+/// The server side of one exchange, whichever mechanism.
+enum Exchange {
+    /// PLAIN or LOGIN.
+    Sasl(SaslServer),
+    /// GSSAPI (boxed: the GSSAPI context is larger than the other variant).
+    #[cfg(feature = "gssapi")]
+    Gssapi(Box<crate::auth::gssapi::GssapiServer>),
+}
+
+impl Exchange {
+    fn start(&mut self, initial: Option<&[u8]>) -> SaslStep {
+        match self {
+            Exchange::Sasl(s) => s.start(initial),
+            #[cfg(feature = "gssapi")]
+            Exchange::Gssapi(s) => s.start(initial),
+        }
+    }
+
+    fn step(&mut self, response: &[u8]) -> SaslStep {
+        match self {
+            Exchange::Sasl(s) => s.step(response),
+            #[cfg(feature = "gssapi")]
+            Exchange::Gssapi(s) => s.step(response),
+        }
+    }
+
+    fn cancel(&mut self) -> SaslStep {
+        match self {
+            Exchange::Sasl(s) => s.cancel(),
+            #[cfg(feature = "gssapi")]
+            Exchange::Gssapi(s) => s.cancel(),
+        }
+    }
+}
+
 /// Run a SASL step off the async threads (an Argon2 verification takes tens of milliseconds).
 /// None if the step panicked.
 async fn run_blocking(
-    mut server: SaslServer,
-    f: impl FnOnce(&mut SaslServer) -> SaslStep + Send + 'static,
-) -> Option<(SaslServer, SaslStep)> {
+    mut server: Exchange,
+    f: impl FnOnce(&mut Exchange) -> SaslStep + Send + 'static,
+) -> Option<(Exchange, SaslStep)> {
     tokio::task::spawn_blocking(move || {
         let step = f(&mut server);
         (server, step)
