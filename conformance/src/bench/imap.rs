@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::client::{Client, Status, head, ok_or, quote};
 use super::progress::Progress;
 use super::stats::Samples;
-use super::{BenchError, BenchResult, PhaseResult, Spec};
+use super::{BenchError, BenchResult, PhaseResult, Spec, tally};
 
 /// Pieces of an APPEND smaller than this are coalesced into one socket write.
 pub const COALESCE: usize = 256 * 1024;
@@ -108,19 +108,15 @@ async fn run_phase(
             let mut alive = true;
             while budget.take() {
                 let t0 = Instant::now();
-                match append(&mut c, &mailbox, &msgs, lp).await {
-                    Ok(Status::Ok) => {
+                let r = append(&mut c, &mailbox, &msgs, lp).await;
+                match tally(r, &mut errors, &progress) {
+                    Some(true) => {
                         lat.push(t0.elapsed());
                         done += msgs.len() as u64;
                         progress.add(msgs.len() as u64);
                     }
-                    Ok(_) => {
-                        errors += 1;
-                        progress.error();
-                    }
-                    Err(_) => {
-                        errors += 1;
-                        progress.error();
+                    Some(false) => {}
+                    None => {
                         alive = false;
                         break;
                     }

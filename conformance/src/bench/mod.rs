@@ -522,6 +522,28 @@ fn write_json(path: &Path, r: &BenchResult) -> std::io::Result<()> {
     std::fs::write(path, text + "\n")
 }
 
+/// Tally one operation's reply: `Some(true)` for OK, `Some(false)` for NO/BAD (counted as an
+/// error; the client goes on), `None` when the connection failed (counted; the client stops).
+pub fn tally(
+    r: Result<client::Status, BenchError>,
+    errors: &mut u64,
+    progress: &progress::Progress,
+) -> Option<bool> {
+    match r {
+        Ok(client::Status::Ok) => Some(true),
+        Ok(_) => {
+            *errors += 1;
+            progress.error();
+            Some(false)
+        }
+        Err(_) => {
+            *errors += 1;
+            progress.error();
+            None
+        }
+    }
+}
+
 /// Shared counters of a phase across client tasks.
 #[derive(Debug, Default)]
 pub struct Counters {

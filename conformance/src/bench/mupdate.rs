@@ -11,7 +11,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::client::{Client, Status, head, ok_or, quote, third_string};
 use super::progress::Progress;
 use super::stats::Samples;
-use super::{BenchError, BenchResult, PhaseResult, Spec, VERIFY_SAMPLE};
+use super::{BenchError, BenchResult, PhaseResult, Spec, VERIFY_SAMPLE, tally};
 use crate::run::conn::ReadError;
 use crate::wire::frame::Line;
 
@@ -111,21 +111,14 @@ pub async fn write(spec: &Spec, progress: &Progress) -> Result<BenchResult, Benc
                     Ok((Status::Ok, _)) => c.command(&activate(&name)).await,
                     other => other,
                 };
-                match r {
-                    Ok((Status::Ok, _)) => {
+                match tally(r.map(|(s, _)| s), &mut errors, &progress) {
+                    Some(true) => {
                         lat.push(t0.elapsed());
                         acked.push(name);
                         progress.add(1);
                     }
-                    Ok(_) => {
-                        errors += 1;
-                        progress.error();
-                    }
-                    Err(_) => {
-                        errors += 1;
-                        progress.error();
-                        break;
-                    }
+                    Some(false) => {}
+                    None => break,
                 }
             }
             (lat, acked, errors)
@@ -256,22 +249,16 @@ pub async fn fanout(spec: &Spec, progress: &Progress) -> Result<BenchResult, Ben
                 let name = format!("bench.{run}.f{ci}.{i}");
                 i += 1;
                 let t0 = Instant::now();
-                match c.command(&activate(&name)).await {
-                    Ok((Status::Ok, _)) => {
+                let r = c.command(&activate(&name)).await.map(|(s, _)| s);
+                match tally(r, &mut errors, &progress) {
+                    Some(true) => {
                         let now = Instant::now();
                         lat.push(now - t0);
                         acked.push((name.into_bytes(), now));
                         progress.add(1);
                     }
-                    Ok(_) => {
-                        errors += 1;
-                        progress.error();
-                    }
-                    Err(_) => {
-                        errors += 1;
-                        progress.error();
-                        break;
-                    }
+                    Some(false) => {}
+                    None => break,
                 }
             }
             (acked, lat, errors)
