@@ -46,6 +46,9 @@ pub enum Command {
     /// Parse and oracle-check scenario files (the embedded corpus, or --scenarios DIR) without
     /// running them; exit 0 when all are valid, 2 otherwise.
     Check,
+    /// Load a loopback server (or the embedded reference servers) with one workload and print
+    /// throughput and latency.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `--suite`.
@@ -383,6 +386,7 @@ pub async fn main_with(cli: Cli) -> i32 {
     match cli.command {
         Some(Command::Replay { bundle: path }) => return replay(&o, cfg, &path).await,
         Some(Command::Check) => return check(&o),
+        Some(Command::Bench(b)) => return crate::bench::main(&o, &b).await,
         Some(Command::Report(args)) => return crate::report::compat::main(&args),
         None => {}
     }

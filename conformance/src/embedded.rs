@@ -57,16 +57,35 @@ pub async fn start() -> Result<Embedded, EmbeddedError> {
     .await
 }
 
+/// Start both servers, correct, with their data in a temporary directory on disk (not tmpfs), so
+/// that their fsyncs are real (`conformance bench`).
+pub async fn start_on_disk() -> Result<Embedded, EmbeddedError> {
+    start_in(
+        murder_server::mupdate::Faults::default(),
+        murder_server::imap::Faults::default(),
+        false,
+    )
+    .await
+}
+
 /// Start both servers with deliberate bugs (the mutant tests that prove the corpus can fail).
 pub async fn start_with(
     mupdate_faults: murder_server::mupdate::Faults,
     imap_faults: murder_server::imap::Faults,
 ) -> Result<Embedded, EmbeddedError> {
+    start_in(mupdate_faults, imap_faults, true).await
+}
+
+async fn start_in(
+    mupdate_faults: murder_server::mupdate::Faults,
+    imap_faults: murder_server::imap::Faults,
+    in_memory: bool,
+) -> Result<Embedded, EmbeddedError> {
     let err = |e: &dyn std::fmt::Display| EmbeddedError::Start(e.to_string());
-    // The data is throw-away: keep it in memory when the system offers a tmpfs, so the servers'
-    // fsyncs cost nothing.
+    // Conformance data is throw-away: keep it in memory when the system offers a tmpfs, so the
+    // servers' fsyncs cost nothing.
     let shm = std::path::Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
+    let dir = if in_memory && shm.is_dir() {
         tempfile::Builder::new()
             .prefix("conformance-")
             .tempdir_in(shm)

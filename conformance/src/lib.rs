@@ -9,9 +9,11 @@
 //! * [`corpus`]: the scenario files embedded at build time, or loaded from a directory.
 //! * [`run`]: connections, the executor of one case, and the suite runner (parallel, grades).
 //! * [`report`]: the human summary, JSON, JUnit and failure bundles.
+//! * [`bench`]: `conformance bench`, the black-box load generator.
 //! * [`coverage`]: the requirement tables and `--coverage`.
 //! * [`embedded`]: the reference servers started in-process when no `--target` is given.
 
+pub mod bench;
 pub mod cli;
 pub mod corpus;
 pub mod coverage;
