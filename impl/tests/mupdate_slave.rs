@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use mupdate_common::*;
 use murder_server::mupdate::{Backoff, MasterLink, start};
-use rand::Rng;
 
 async fn slave_of(master: std::net::SocketAddr) -> TestServer {
     server_with(|c| {
@@ -33,23 +32,10 @@ async fn list(c: &mut Client, tag: &str) -> Vec<String> {
         .collect()
 }
 
-/// Random writes on the master; returns the names touched.
+/// `n` random writes on the master over `user.r0..user.r<seed_names>`.
 async fn random_writes(c: &mut Client, n: usize, seed_names: usize) {
-    let mut rng = rand::rng();
     for i in 0..n {
-        let name = format!("user.r{}", rng.random_range(0..seed_names));
-        let loc = format!("h{}!p", rng.random_range(0..3));
-        let cmd = match rng.random_range(0..4) {
-            0 => format!("ACTIVATE \"{name}\" \"{loc}\" \"acl{i}\""),
-            1 => format!("RESERVE \"{name}\" \"{loc}\""),
-            2 => format!("DEACTIVATE \"{name}\" \"{loc}\""),
-            _ => format!("DELETE \"{name}\""),
-        };
-        let r = c.cmd("W", &cmd).await;
-        assert!(
-            r[0].starts_with("W OK ") || r[0].starts_with("W NO "),
-            "{r:?}"
-        );
+        random_write(c, "r", seed_names, i).await;
     }
 }
 
