@@ -91,14 +91,6 @@ run() {
 o=$PEER_DIR/ours
 mkdir -p "$o"
 printf 'admin:{PLAIN}%s\ntest:{PLAIN}%s\n' "$P" "$P" >"$o/users"
-ours_start() {
-    local name=$1 port=$2
-    shift 2
-    port_free "$port" || die "127.0.0.1:$port is already in use"
-    setsid "$@" </dev/null >"$o/$name.log" 2>&1 &
-    echo $! >"$o/$name.pid"
-    wait_banner "$port" '^\* OK' "$o/$name.log"
-}
 cleanup() {
     stop_sampler
     stop_pid "$o/mupdated.pid"; stop_pid "$o/imapd.pid"
@@ -141,9 +133,9 @@ imap_suite() {
 }
 
 step "start our mupdated (127.0.0.1:23905) and imapd (127.0.0.1:23143)"
-ours_start mupdated 23905 "$root/target/release/mupdated" --listen 127.0.0.1:23905 \
+start_ours "$o" mupdated 23905 "$root/target/release/mupdated" --listen 127.0.0.1:23905 \
     --data "$o/mupdate-data" --users "$o/users" --admin admin
-ours_start imapd 23143 "$root/target/release/imapd" --listen 127.0.0.1:23143 \
+start_ours "$o" imapd 23143 "$root/target/release/imapd" --listen 127.0.0.1:23143 \
     --data "$o/imapd-data" --users "$o/users"
 mupdate_suite ours admin 127.0.0.1:23905 "$(cat "$o/mupdated.pid")"
 imap_suite ours 127.0.0.1:23143 "$(cat "$o/imapd.pid")"

@@ -32,20 +32,8 @@ mkdir -p "$o"
 chmod a+x "$PEER_DIR"
 printf 'admin:{PLAIN}%s\ntest:{PLAIN}%s\n' "$P" "$P" >"$o/users"
 
-# ours_start NAME PORT ARGS...: run one of our binaries in the background, pid in $o/NAME.pid,
-# wait for its greeting on PORT.
-ours_start() {
-    local name=$1 port=$2
-    shift 2
-    port_free "$port" || die "127.0.0.1:$port is already in use"
-    setsid "$@" </dev/null >"$o/$name.log" 2>&1 &
-    echo $! >"$o/$name.pid"
-    wait_banner "$port" '^\* OK' "$o/$name.log"
-    echo "started $name pid $(cat "$o/$name.pid") on 127.0.0.1:$port"
-}
-
 step "A. our mupdated master <- Cyrus slave"
-ours_start mupdated-master 13935 "$mupdated" --listen 127.0.0.1:13935 --data "$o/master-data" \
+start_ours "$o" mupdated-master 13935 "$mupdated" --listen 127.0.0.1:13935 --data "$o/master-data" \
     --users "$o/users" --admin admin
 "$here/cyrus-mupdate.sh" start slave 13936 --master 127.0.0.1:13935 | tail -n 1
 python3 "$here/probe.py" mupdate 127.0.0.1 13935 admin "$P" \
@@ -68,7 +56,7 @@ echo "user.test.via-ours gone from our master after DELETE"
 
 step "C. Cyrus master -> our mupdated slave"
 "$here/cyrus-mupdate.sh" start master 13905 | tail -n 1
-ours_start mupdated-slave 13937 "$mupdated" --listen 127.0.0.1:13937 --data "$o/slave-data" \
+start_ours "$o" mupdated-slave 13937 "$mupdated" --listen 127.0.0.1:13937 --data "$o/slave-data" \
     --users "$o/users" --admin admin --slave-of 127.0.0.1:13905 --master-user admin \
     --master-password "$P"
 python3 "$here/probe.py" mupdate 127.0.0.1 13905 admin "$P" \
@@ -77,7 +65,7 @@ python3 "$here/probe.py" mupdate-find 127.0.0.1 13937 admin "$P" cyrus.to.ours 9
 
 step "D. mailutil copy 50 messages Dovecot -> our imapd"
 "$here/dovecot.sh" start 13243 | tail -n 1
-ours_start imapd 13943 "$imapd" --listen 127.0.0.1:13943 --data "$o/imapd-data" --users "$o/users"
+start_ours "$o" imapd 13943 "$imapd" --listen 127.0.0.1:13943 --data "$o/imapd-data" --users "$o/users"
 python3 "$here/probe.py" imap-fill 127.0.0.1 13243 test "$P" src50 50 | tail -n 1
 python3 "$here/mailutil-copy.py" '{127.0.0.1:13243/imap/notls/user=test}src50' \
     '{127.0.0.1:13943/imap/notls/user=test}dst50' "$P" 2>"$PEER_DIR/mailutil.log"

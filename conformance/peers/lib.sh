@@ -63,6 +63,18 @@ wait_banner() {
     die "no banner matching /$pat/ on $PEER_HOST:$port"
 }
 
+# start_ours DIR NAME PORT CMD...: run one of our binaries (mupdated, imapd) in the background,
+# log in DIR/NAME.log, pid in DIR/NAME.pid, and wait for its greeting on PORT.
+start_ours() {
+    local dir=$1 name=$2 port=$3
+    shift 3
+    port_free "$port" || die "$PEER_HOST:$port is already in use"
+    setsid "$@" </dev/null >"$dir/$name.log" 2>&1 &
+    echo $! >"$dir/$name.pid"
+    wait_banner "$port" '^\* OK' "$dir/$name.log"
+    echo "started $name pid $(cat "$dir/$name.pid") on $PEER_HOST:$port"
+}
+
 # ensure_syslog: Cyrus reports crashes ("terminated abnormally") only to syslog. Reuse a running
 # syslog daemon (the system one or ours), else start a private rsyslogd that owns /dev/log and writes
 # everything to $PEER_DIR/syslog/all.log. Sets SYSLOG_FILE.
