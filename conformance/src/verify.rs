@@ -373,7 +373,7 @@ impl Side {
                     _ => None,
                 }
             })
-            .last()
+            .next_back()
             .unwrap_or(0);
         Ok(Side {
             name,
