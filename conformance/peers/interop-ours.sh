@@ -8,7 +8,8 @@
 #  B. Cyrus imapd as a Murder backend of our mupdated: CREATE / DELETE show up in our FIND.
 #  C. Cyrus mupdate master -> our mupdated slave, through a crash (kill -SEGV of the Cyrus mupdate
 #     process by pid, Cyrus master(8) respawns it) and a full restart of Cyrus master(8); writes
-#     on Cyrus after each; our slave converges (LIST and FIND equal after a NOOP barrier).
+#     on Cyrus after each while our slave is still away (it reconnects after 3 s); our slave
+#     converges (LIST and FIND equal after a NOOP barrier).
 #  D. mailutil copy (one MULTIAPPEND each) Dovecot -> our imapd -> Cyrus imapd -> Dovecot of 60
 #     messages; `conformance verify-copy` checks every copy byte for byte (flags, dates too).
 #  E. ctl_mboxlist -m (Cyrus's mupdate push tool) of a Cyrus imapd into our mupdated master: our
@@ -79,7 +80,10 @@ step "C. Cyrus master -> our mupdated slave, through a crash and a restart of th
 "$here/cyrus-mupdate.sh" start master "$cyrus_master" | tail -n 1
 start_ours "$o" mupdated-slave "$our_slave" "$mupdated" --listen "127.0.0.1:$our_slave" \
     --data "$o/slave-data" --users "$o/users" --admin admin \
-    --slave-of "127.0.0.1:$cyrus_master" --master-user admin --master-password "$P"
+    --slave-of "127.0.0.1:$cyrus_master" --master-user admin --master-password "$P" \
+    --backoff-initial-ms 3000 --backoff-max-ms 3000
+# Our slave reconnects 3 s after losing the master, so the writes below reach it only through
+# the resynchronisation (a DELETE it never saw streamed must vanish from it too).
 slave_pid=$(cat "$o/mupdated-slave.pid")
 probe mupdate 127.0.0.1 "$cyrus_master" admin "$P" \
     'ACTIVATE "cyrus.to.ours" "peer!default" "admin\tlrs\t"' \

@@ -114,19 +114,20 @@ def fail(msg):
     sys.exit(1)
 
 
-def mupdate_login(host, port, user, password):
+def mupdate_login(host, port, user, password, echo=True):
     c = Conn(host, port)
     while True:
         ln = c.line()
-        print("S: " + ln)
+        if echo:
+            print("S: " + ln)
         if ln.startswith("* OK"):
             break
         if not ln.startswith("* "):
             fail("unexpected banner line " + ln)
     b64 = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
-    st, _ = c.tagged('AUTHENTICATE "PLAIN" "%s"' % b64, tag="A")
+    st, _ = c.tagged('AUTHENTICATE "PLAIN" "%s"' % b64, tag="A", echo=echo)
     if st != "OK":
-        fail("AUTHENTICATE PLAIN as %s: %s" % (user, st))
+        fail("AUTHENTICATE PLAIN as %s on %s:%s: %s" % (user, host, port, st))
     return c
 
 
@@ -228,7 +229,7 @@ def mupdate_records(c, cmd="LIST"):
 def converge(master, slave, user, password, muser, mpassword, wait):
     """Wait until the slave's LIST (read after a NOOP barrier on its UPDATE stream) equals the
     master's LIST, then check FIND of every name on both. Fails with the difference."""
-    stream = mupdate_login(slave[0], slave[1], user, password)
+    stream = mupdate_login(slave[0], slave[1], user, password, echo=False)
     stream.send(b"U1 UPDATE\r\n")
     while True:  # the initial dump, up to "U1 OK"
         ln = stream.line_bytes()
@@ -236,8 +237,8 @@ def converge(master, slave, user, password, muser, mpassword, wait):
             if not ln.startswith(b"U1 OK"):
                 fail("UPDATE on the slave: %r" % ln)
             break
-    s_list = mupdate_login(slave[0], slave[1], user, password)
-    m_list = mupdate_login(master[0], master[1], muser, mpassword)
+    s_list = mupdate_login(slave[0], slave[1], user, password, echo=False)
+    m_list = mupdate_login(master[0], master[1], muser, mpassword, echo=False)
     t0 = time.time()
     deadline = t0 + wait
     k = 0
@@ -383,7 +384,7 @@ def main(argv):
         print(n[0] if n else "0")
         return
     if op == "mupdate-list":
-        c = mupdate_login(host, port, rest[0], rest[1])
+        c = mupdate_login(host, port, rest[0], rest[1], echo=False)
         for r in mupdate_records(c):
             print(r)
         return
