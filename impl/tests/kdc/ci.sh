@@ -34,7 +34,79 @@ trap cleanup EXIT
 
 cd "$root"
 cargo test -p murder-server --features gssapi --lib auth::gssapi
-cargo test -p murder-server --features gssapi --test gssapi_mupdate -- --ignored
+cargo test -p murder-server --features gssapi --lib auth::exchange
+cargo test -p murder-server --features gssapi --test gssapi_mupdate --test gssapi_imapd -- --ignored
+cargo test -p conformance --features gssapi --lib run::gssapi
+
+# The conformance suites logging in with GSSAPI (the ccache's tickets of admin and alice, no
+# password) against our mupdated and imapd, each with its keytab and nothing else: every case
+# must pass or be N/A (PLAIN cases are N/A: no password), exit 0; the GSSAPI cases must PASS.
+cargo build -q -p murder-server --features gssapi --bin mupdated --bin imapd
+cargo build -q -p conformance --features gssapi --bin conformance
+bin="${CARGO_TARGET_DIR:-target}/debug"
+suite_dir="$kdc_dir/conformance"
+mkdir -p "$suite_dir"
+printf 'admin:{PLAIN}secret\nalice:{PLAIN}alicepw\n' >"$suite_dir/passwd"
+servers=()
+stop_servers() {
+    for pid in "${servers[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
+# start NAME BINARY ARGS...: runs it, waits for its `listening on 127.0.0.1:PORT`; sets $port.
+start() {
+    local name=$1
+    shift
+    "$@" >"$suite_dir/$name.out" 2>"$suite_dir/$name.err" &
+    servers+=($!)
+    port=""
+    for _ in $(seq 1 100); do
+        port=$(sed -n 's/.*listening on 127\.0\.0\.1://p' "$suite_dir/$name.out")
+        [[ -n "$port" ]] && return 0
+        sleep 0.1
+    done
+    cat "$suite_dir/$name.err" >&2
+    echo "conformance: $name did not start" >&2
+    stop_servers
+    exit 1
+}
+# suite NAME PORT USER USER2: the GSSAPI run, then its GSSAPI cases must be PASS.
+suite() {
+    local name=$1 port=$2 user=$3 user2=$4 code=0
+    "$bin/conformance" --target "127.0.0.1:$port" --sasl-mech GSSAPI --sasl-service-host localhost \
+        --user "$user" --user2 "$user2" --json "$suite_dir/$name.json" \
+        --bundle-dir "$suite_dir/$name-failures" >"$suite_dir/$name.txt" 2>&1 || code=$?
+    tail -n 1 "$suite_dir/$name.txt"
+    if ((code != 0)); then
+        cat "$suite_dir/$name.txt" >&2
+        echo "conformance --sasl-mech GSSAPI against $name: exit $code" >&2
+        stop_servers
+        exit 1
+    fi
+    if ! python3 - "$suite_dir/$name.json" "$name/auth-gssapi-login" "$name/auth-gssapi-cancel" <<'PY'
+import json, sys
+grades = {c["id"]: c["grade"] for c in json.load(open(sys.argv[1]))["cases"]}
+bad = [f"{i}: {grades.get(i, 'missing')}" for i in sys.argv[2:] if grades.get(i) != "PASS"]
+print("\n".join(bad), file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+    then
+        echo "conformance: a GSSAPI case did not PASS against $name" >&2
+        stop_servers
+        exit 1
+    fi
+}
+start mupdated "$bin/mupdated" --listen 127.0.0.1:0 --data "$suite_dir/mupdate-data" \
+    --users "$suite_dir/passwd" --keytab "$kdc_dir/mupdate.keytab" --admin admin \
+    --auth-failure-delay-ms 0
+suite mupdate "$port" admin alice
+start imapd "$bin/imapd" --listen 127.0.0.1:0 --data "$suite_dir/imap-data" \
+    --users "$suite_dir/passwd" --keytab "$kdc_dir/imap.keytab"
+suite imap "$port" alice admin
+stop_servers
+servers=()
+echo "conformance --sasl-mech GSSAPI: mupdate and imap suites passed"
 
 # Interoperability with Cyrus's own GSSAPI client (Cyrus SASL's gssapi plugin), when the Cyrus
 # peers are installed (bash conformance/peers/install.sh): `mupdatetest -m GSSAPI` against our
