@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # CI entry for the GSSAPI tests: install the Kerberos packages, start a throw-away MIT KDC,
-# run the GSSAPI unit tests and the ignored KDC tests with the cargo feature `gssapi`, stop the
-# KDC (also on failure). Run from anywhere inside the repository; needs root for apt-get
+# run the GSSAPI unit tests and the ignored KDC tests (mupdated and imapd) with the cargo feature
+# `gssapi`, run both conformance suites with `--sasl-mech GSSAPI` against our mupdated and imapd
+# (exit 0 required), Cyrus's mupdatetest/imtest against them when the Cyrus peers are
+# installed, and stop the KDC and the servers (also on failure). Run from anywhere inside the repository; needs root for apt-get
 # (skipped when the packages are already installed).
 #
 #   bash impl/tests/kdc/ci.sh
@@ -21,8 +23,19 @@ if ((${#missing[@]})); then
     apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Servers this script started (pids), stopped on exit.
+servers=()
+stop_servers() {
+    for pid in "${servers[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    servers=()
+}
+
 kdc_dir=$(mktemp -d -t murder-kdc.XXXXXX)
 cleanup() {
+    stop_servers
     "$here/kdc.sh" stop "$kdc_dir" >/dev/null || true
     rm -rf "$kdc_dir"
 }
@@ -47,13 +60,6 @@ bin="${CARGO_TARGET_DIR:-target}/debug"
 suite_dir="$kdc_dir/conformance"
 mkdir -p "$suite_dir"
 printf 'admin:{PLAIN}secret\nalice:{PLAIN}alicepw\n' >"$suite_dir/passwd"
-servers=()
-stop_servers() {
-    for pid in "${servers[@]}"; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-}
 # start NAME BINARY ARGS...: runs it, waits for its `listening on 127.0.0.1:PORT`; sets $port.
 start() {
     local name=$1
@@ -105,17 +111,20 @@ start imapd "$bin/imapd" --listen 127.0.0.1:0 --data "$suite_dir/imap-data" \
     --users "$suite_dir/passwd" --keytab "$kdc_dir/imap.keytab"
 suite imap "$port" alice admin
 stop_servers
-servers=()
 echo "conformance --sasl-mech GSSAPI: mupdate and imap suites passed"
 
 # Interoperability with Cyrus's own GSSAPI client (Cyrus SASL's gssapi plugin), when the Cyrus
 # peers are installed (bash conformance/peers/install.sh): `mupdatetest -m GSSAPI` against our
 # master must authenticate as alice and be refused as alice acting for admin.
-mupdatetest=/opt/murder-peers/cyrus/usr/lib/cyrus/bin/mupdatetest
-if [[ -x "$mupdatetest" ]]; then
+# Cyrus SASL's GSSAPI plugin, which Cyrus's test clients load.
+need_sasl_gssapi() {
     if ! dpkg-query -W -f='${Status}' libsasl2-modules-gssapi-mit 2>/dev/null | grep -q "install ok installed"; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libsasl2-modules-gssapi-mit >/dev/null
     fi
+}
+mupdatetest=/opt/murder-peers/cyrus/usr/lib/cyrus/bin/mupdatetest
+if [[ -x "$mupdatetest" ]]; then
+    need_sasl_gssapi
     cargo build -q -p murder-server --features gssapi --bin mupdated
     work="$kdc_dir/cyrus-interop"
     mkdir -p "$work"
@@ -146,6 +155,26 @@ if [[ -x "$mupdatetest" ]]; then
         echo "cyrus interop: mupdatetest GSSAPI ok (alice authenticated, alice as admin refused)"
     else
         echo "cyrus interop FAILED" >&2
+        printf '%s\n---\n%s\n' "$ok" "$denied" >&2
+        exit 1
+    fi
+fi
+
+# The same with Cyrus's IMAP client against our imapd: `imtest -m GSSAPI` (SASL-IR, `+`
+# continuations) authenticates as alice; alice asking to act as admin is refused.
+imtest=/opt/murder-peers/cyrus/usr/lib/cyrus/bin/imtest
+if [[ -x "$imtest" ]]; then
+    need_sasl_gssapi
+    start imtest-imapd "$bin/imapd" --listen 127.0.0.1:0 --data "$suite_dir/imtest-data" \
+        --users "$suite_dir/passwd" --keytab "$kdc_dir/imap.keytab"
+    KRB5CCNAME="DIR:$kdc_dir/ccache" kswitch -p "alice@MURDER.TEST"
+    ok=$(printf 'N01 NOOP\r\nQ01 LOGOUT\r\n' | timeout 30 "$imtest" -m GSSAPI -p "$port" localhost 2>&1 || true)
+    denied=$(printf 'Q01 LOGOUT\r\n' | timeout 30 "$imtest" -m GSSAPI -u admin -p "$port" localhost 2>&1 || true)
+    stop_servers
+    if grep -q '^S: A01 OK' <<<"$ok" && grep -q '^S: A01 NO' <<<"$denied"; then
+        echo "cyrus interop: imtest GSSAPI ok (alice authenticated, alice as admin refused)"
+    else
+        echo "cyrus interop (imtest) FAILED" >&2
         printf '%s\n---\n%s\n' "$ok" "$denied" >&2
         exit 1
     fi
