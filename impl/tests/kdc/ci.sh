@@ -113,70 +113,37 @@ suite imap "$port" alice admin
 stop_servers
 echo "conformance --sasl-mech GSSAPI: mupdate and imap suites passed"
 
-# Interoperability with Cyrus's own GSSAPI client (Cyrus SASL's gssapi plugin), when the Cyrus
+# Interoperability with Cyrus's own GSSAPI clients (Cyrus SASL's gssapi plugin), when the Cyrus
 # peers are installed (bash conformance/peers/install.sh): `mupdatetest -m GSSAPI` against our
-# master must authenticate as alice and be refused as alice acting for admin.
-# Cyrus SASL's GSSAPI plugin, which Cyrus's test clients load.
-need_sasl_gssapi() {
+# mupdated and `imtest -m GSSAPI` (SASL-IR, `+` continuations) against our imapd must
+# authenticate as alice and be refused as alice acting for admin.
+cyrus_bin=/opt/murder-peers/cyrus/usr/lib/cyrus/bin
+# cyrus_interop CLIENT: CLIENT (a Cyrus test client) against the server on $port.
+cyrus_interop() {
+    local client=$1 ok denied
+    # Default principal of the ccache collection: alice.
+    KRB5CCNAME="DIR:$kdc_dir/ccache" kswitch -p "alice@MURDER.TEST"
+    ok=$(printf 'N01 NOOP\r\nQ01 LOGOUT\r\n' | timeout 30 "$cyrus_bin/$client" -m GSSAPI -p "$port" localhost 2>&1 || true)
+    denied=$(printf 'Q01 LOGOUT\r\n' | timeout 30 "$cyrus_bin/$client" -m GSSAPI -u admin -p "$port" localhost 2>&1 || true)
+    stop_servers
+    if grep -q '^S: A01 OK' <<<"$ok" && grep -q '^S: A01 NO' <<<"$denied"; then
+        echo "cyrus interop: $client GSSAPI ok (alice authenticated, alice as admin refused)"
+    else
+        echo "cyrus interop ($client) FAILED" >&2
+        printf '%s\n---\n%s\n' "$ok" "$denied" >&2
+        exit 1
+    fi
+}
+if [[ -x "$cyrus_bin/mupdatetest" && -x "$cyrus_bin/imtest" ]]; then
     if ! dpkg-query -W -f='${Status}' libsasl2-modules-gssapi-mit 2>/dev/null | grep -q "install ok installed"; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libsasl2-modules-gssapi-mit >/dev/null
     fi
-}
-mupdatetest=/opt/murder-peers/cyrus/usr/lib/cyrus/bin/mupdatetest
-if [[ -x "$mupdatetest" ]]; then
-    need_sasl_gssapi
-    cargo build -q -p murder-server --features gssapi --bin mupdated
-    work="$kdc_dir/cyrus-interop"
-    mkdir -p "$work"
-    printf 'admin:{PLAIN}secret\n' >"$work/passwd"
-    "${CARGO_TARGET_DIR:-target}/debug/mupdated" --listen 127.0.0.1:0 --data "$work/data" --users "$work/passwd" \
-        --keytab "$kdc_dir/mupdate.keytab" --admin admin --auth-failure-delay-ms 0 \
-        >"$work/out" 2>"$work/err" &
-    server=$!
-    stop_server() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
-    port=""
-    for _ in $(seq 1 100); do
-        port=$(sed -n 's/^listening on 127\.0\.0\.1://p' "$work/out")
-        [[ -n "$port" ]] && break
-        sleep 0.1
-    done
-    if [[ -z "$port" ]]; then
-        stop_server
-        cat "$work/err" >&2
-        echo "cyrus interop: mupdated did not start" >&2
-        exit 1
-    fi
-    # Default principal of the ccache collection: alice.
-    KRB5CCNAME="DIR:$kdc_dir/ccache" kswitch -p "alice@MURDER.TEST"
-    ok=$(printf 'N01 NOOP\r\nQ01 LOGOUT\r\n' | timeout 30 "$mupdatetest" -m GSSAPI -p "$port" localhost 2>&1 || true)
-    denied=$(printf 'Q01 LOGOUT\r\n' | timeout 30 "$mupdatetest" -m GSSAPI -u admin -p "$port" localhost 2>&1 || true)
-    stop_server
-    if grep -q '^S: A01 OK' <<<"$ok" && grep -q '^S: A01 NO' <<<"$denied"; then
-        echo "cyrus interop: mupdatetest GSSAPI ok (alice authenticated, alice as admin refused)"
-    else
-        echo "cyrus interop FAILED" >&2
-        printf '%s\n---\n%s\n' "$ok" "$denied" >&2
-        exit 1
-    fi
-fi
-
-# The same with Cyrus's IMAP client against our imapd: `imtest -m GSSAPI` (SASL-IR, `+`
-# continuations) authenticates as alice; alice asking to act as admin is refused.
-imtest=/opt/murder-peers/cyrus/usr/lib/cyrus/bin/imtest
-if [[ -x "$imtest" ]]; then
-    need_sasl_gssapi
-    start imtest-imapd "$bin/imapd" --listen 127.0.0.1:0 --data "$suite_dir/imtest-data" \
+    start cyrus-mupdated "$bin/mupdated" --listen 127.0.0.1:0 --data "$suite_dir/cyrus-mupdate-data" \
+        --users "$suite_dir/passwd" --keytab "$kdc_dir/mupdate.keytab" --admin admin \
+        --auth-failure-delay-ms 0
+    cyrus_interop mupdatetest
+    start cyrus-imapd "$bin/imapd" --listen 127.0.0.1:0 --data "$suite_dir/cyrus-imap-data" \
         --users "$suite_dir/passwd" --keytab "$kdc_dir/imap.keytab"
-    KRB5CCNAME="DIR:$kdc_dir/ccache" kswitch -p "alice@MURDER.TEST"
-    ok=$(printf 'N01 NOOP\r\nQ01 LOGOUT\r\n' | timeout 30 "$imtest" -m GSSAPI -p "$port" localhost 2>&1 || true)
-    denied=$(printf 'Q01 LOGOUT\r\n' | timeout 30 "$imtest" -m GSSAPI -u admin -p "$port" localhost 2>&1 || true)
-    stop_servers
-    if grep -q '^S: A01 OK' <<<"$ok" && grep -q '^S: A01 NO' <<<"$denied"; then
-        echo "cyrus interop: imtest GSSAPI ok (alice authenticated, alice as admin refused)"
-    else
-        echo "cyrus interop (imtest) FAILED" >&2
-        printf '%s\n---\n%s\n' "$ok" "$denied" >&2
-        exit 1
-    fi
+    cyrus_interop imtest
 fi
 echo "gssapi ci: all passed"
