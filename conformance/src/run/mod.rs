@@ -43,6 +43,9 @@ pub struct Target {
     pub tls: Arc<ClientConfig>,
     /// Name to verify the certificate against.
     pub server_name: ServerName<'static>,
+    /// The master of this target when it is a MUPDATE slave (`--master`), for the cases that
+    /// write on the master and look on the slave (`needs: slave master`, `open NAME master`).
+    pub master: Option<Box<Target>>,
 }
 
 /// Settings of one run.
@@ -112,6 +115,8 @@ pub fn unmet_need(
             Need::Plaintext => target.tls_mode == TlsMode::Plain,
             Need::Capability(c) => info.caps.contains(c),
             Need::Mechanism(m) => info.mechs.contains(m),
+            Need::NoCapability(c) => !info.caps.contains(c),
+            Need::MasterPeer => target.master.is_some(),
         };
         if !met {
             return Some(match n {
@@ -120,6 +125,10 @@ pub fn unmet_need(
                     Some(why) => format!("the second user cannot log in: {why}"),
                     None => "no --user2/--password2 given".to_string(),
                 },
+                Need::MasterPeer => {
+                    "no --master given (the master of the slave under test)".to_string()
+                }
+                Need::NoCapability(c) => format!("target advertises {c}"),
                 _ => format!("target lacks `{n}`"),
             });
         }

@@ -185,9 +185,9 @@ impl Walker<'_> {
     fn step(&mut self, step: &Step) {
         let line = step.line;
         match &step.kind {
-            StepKind::Open { conn, mode } => {
+            StepKind::Open { conn, mode, master } => {
                 let logged = matches!(mode, OpenMode::Login | OpenMode::LoginUser2);
-                self.sim.open(conn, logged);
+                self.sim.open_on(conn, logged, *master);
                 if let Some(imap) = self.imap.as_mut() {
                     imap.open(conn, logged);
                 }
@@ -238,7 +238,7 @@ impl Walker<'_> {
                     Err(e) => self.error(line, e),
                 }
             }
-            StepKind::Expect { conn, pattern } | StepKind::Eventually { conn, pattern } => {
+            StepKind::Expect { conn, pattern, .. } | StepKind::Eventually { conn, pattern, .. } => {
                 self.expectation(conn, pattern, line);
             }
             StepKind::Unordered { conn, patterns } => {
@@ -247,7 +247,10 @@ impl Walker<'_> {
                 }
             }
             StepKind::Collect { conn, until, .. } => self.expectation(conn, until, line),
-            StepKind::Has { pattern, .. } => self.capture_all(&pattern.items),
+            StepKind::Has { pattern, .. } | StepKind::Last { pattern, .. } => {
+                self.capture_all(&pattern.items);
+            }
+            StepKind::Lacks { .. } => {}
             StepKind::ExpectExact { .. }
             | StepKind::ExpectRegex { .. }
             | StepKind::Same { .. }
@@ -309,6 +312,20 @@ pub fn validate(sc: &Scenario, expected_id: Option<&str>) -> Result<(), Vec<Vali
     first
 }
 
+/// The oracle's simulation for a MUPDATE case, as the validator and the runner set it up.
+pub fn sim_for(sc: &Scenario, slave: bool) -> Sim {
+    let sim = Sim::new(slave);
+    if sc
+        .meta
+        .needs
+        .contains(&Need::NoCapability("PARTIAL-UPDATE".into()))
+    {
+        sim.without_partial_update()
+    } else {
+        sim
+    }
+}
+
 fn validate_as(
     sc: &Scenario,
     expected_id: Option<&str>,
@@ -316,7 +333,7 @@ fn validate_as(
 ) -> Result<(), Vec<ValidationError>> {
     let mut w = Walker {
         sc,
-        sim: Sim::new(slave),
+        sim: sim_for(sc, slave),
         imap: (sc.meta.protocol == Protocol::Imap).then(ImapSim::default),
         env: validation_env(),
         tags: HashMap::new(),
