@@ -517,6 +517,7 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, ParseError> {
                 "<" | "<<" => {
                     let (arg, or_closed) = match arg.trim_end().strip_suffix(OR_CLOSED) {
                         Some(a) => (a, true),
+                        None if arg.trim() == OR_CLOSED.trim() => ("", true),
                         None => (arg, false),
                     };
                     if arg.trim().is_empty() {
@@ -880,6 +881,89 @@ mod tests {
         assert_eq!(sc.setup.len(), 2);
         assert_eq!(sc.test.len(), 20);
         assert_eq!(sc.cleanup.len(), 1);
+    }
+
+    #[test]
+    fn master_peer_opens_and_needs() {
+        let sc = parse_scenario(
+            "f.scn",
+            &format!("{HEAD}needs: slave master\nopen s\nopen m master\nopen n master noauth\n"),
+        )
+        .unwrap();
+        assert_eq!(sc.meta.needs, vec![Need::Slave, Need::MasterPeer]);
+        assert!(matches!(
+            &sc.test[1].kind,
+            StepKind::Open { conn, mode: OpenMode::Login, master: true } if conn == "m"
+        ));
+        assert!(matches!(
+            sc.test[2].kind,
+            StepKind::Open {
+                mode: OpenMode::NoAuth,
+                master: true,
+                ..
+            }
+        ));
+        assert!(sc.effective_needs().contains(&Need::MasterPeer));
+        // `open NAME master` without the header need: an error at that line.
+        let e = err("needs: slave\nopen s\nopen m master\n");
+        assert_eq!(e.line, 8, "{e}");
+        assert!(e.message.contains("needs: slave master"), "{e}");
+        let e = err("open m master bogus\n");
+        assert_eq!((e.line, e.col), (6, 6), "{e}");
+    }
+
+    #[test]
+    fn lacks_last_or_closed_nocap() {
+        let sc = parse_scenario(
+            "f.scn",
+            &format!(
+                "{HEAD}needs: nocap:partial-update\nopen c\nc < $tag BAD ... or closed\nc << * BYE ... or closed\n\
+                 c < $tag OK ...\nlacks c X1 ...\nlast c $tag OK ...\nc collect s until $tag OK ...\nlast s * ${{n=}} EXISTS\n"
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            sc.meta.needs,
+            vec![Need::NoCapability("PARTIAL-UPDATE".into())]
+        );
+        let kinds: Vec<&StepKind> = sc.test.iter().map(|s| &s.kind).collect();
+        assert!(
+            matches!(kinds[1], StepKind::Expect { or_closed: true, pattern, .. } if pattern.src == "$tag BAD ...")
+        );
+        assert!(matches!(
+            kinds[2],
+            StepKind::Eventually {
+                or_closed: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            kinds[3],
+            StepKind::Expect {
+                or_closed: false,
+                ..
+            }
+        ));
+        assert!(matches!(kinds[4], StepKind::Lacks { conn, .. } if conn == "c"));
+        assert!(matches!(kinds[5], StepKind::Last { conn: true, .. }));
+        assert!(matches!(kinds[7], StepKind::Last { conn: false, name, .. } if name == "s"));
+        // Errors, each with its line and column.
+        let e = err("open c\nlacks d X1 ...\n");
+        assert_eq!((e.line, e.col), (7, 7), "{e}");
+        assert!(e.message.contains("not an opened connection"), "{e}");
+        let e = err("open c\nlacks c ${x=}\n");
+        assert_eq!((e.line, e.col), (7, 9), "{e}");
+        assert!(e.message.contains("cannot capture"), "{e}");
+        let e = err("open c\nlast c\n");
+        assert!(e.message.contains("last SET|CONN PATTERN"), "{e}");
+        let e = err("open c\nc collect c until $tag OK ...\nlast c X\n");
+        assert_eq!(e.line, 8, "{e}");
+        assert!(e.message.contains("both a set and a connection"), "{e}");
+        let e = err("open c\nc < or closed\n");
+        assert_eq!((e.line, e.col), (7, 5), "{e}");
+        assert!(e.message.contains("needs an argument"), "{e}");
+        let e = err("needs: nocap:\nopen c\n");
+        assert!(e.message.contains("unknown need"), "{e}");
     }
 
     #[test]
