@@ -97,6 +97,14 @@ pub struct TargetInfo {
     pub user2_refused: Option<String>,
 }
 
+impl TargetInfo {
+    /// `NAME` is advertised: in the capabilities (IMAP) or as a banner line (MUPDATE, where the
+    /// `* STARTTLS` line is kept as [`TargetInfo::starttls`]).
+    pub fn advertises(&self, name: &str) -> bool {
+        self.caps.contains(name) || (name == "STARTTLS" && self.starttls)
+    }
+}
+
 /// Why a case cannot run here: the first unmet need.
 pub fn unmet_need(
     needs: &[Need],
@@ -113,9 +121,9 @@ pub fn unmet_need(
             Need::Starttls => info.starttls && target.tls_mode == TlsMode::Plain,
             Need::NoStarttls => !info.starttls,
             Need::Plaintext => target.tls_mode == TlsMode::Plain,
-            Need::Capability(c) => info.caps.contains(c),
+            Need::Capability(c) => info.advertises(c),
             Need::Mechanism(m) => info.mechs.contains(m),
-            Need::NoCapability(c) => !info.caps.contains(c),
+            Need::NoCapability(c) => !info.advertises(c),
             Need::MasterPeer => target.master.is_some(),
         };
         if !met {
