@@ -3,12 +3,14 @@
 //! and the exit codes hold (0, 1, 2, 3).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod report;
 mod support;
 
 use std::path::{Path, PathBuf};
 
 use clap::Parser as _;
 use conformance::cli::{Cli, main_with};
+use report::{case, grades_of, read_json};
 use support::{Fault, start};
 
 fn scenarios() -> PathBuf {
@@ -48,35 +50,6 @@ async fn run_with(
 }
 
 const ADMIN: (&str, &str) = ("admin", "pw");
-
-fn read_json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// `(id, grade)` of every case of a JSON report.
-fn grades_of(report: &serde_json::Value) -> Vec<(String, String)> {
-    report["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["id"].as_str().unwrap().to_string(),
-                c["grade"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
-/// The report entry of case `id`.
-fn case<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    report["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("{id} not in {report:#}"))
-}
 
 fn write_scenarios(dir: &Path, files: &[(&str, &str)]) {
     for (name, text) in files {

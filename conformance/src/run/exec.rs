@@ -255,18 +255,56 @@ impl Exec<'_> {
             .collect()
     }
 
-    /// A NOOP round-trip on `conn`: every line the server sent before its reply is read (and
-    /// recorded). `Ok(false)` when the connection is, or gets, closed (nothing more can arrive).
-    async fn barrier(&mut self, conn: &str) -> Result<bool, StepFail> {
-        if self.gone.contains(conn) {
-            return Ok(false);
+    /// Log `conn` in as the main user (or the second one), and tell the oracle.
+    async fn log_in(&mut self, conn: &str, user2: bool, deadline: Instant) -> Result<(), StepFail> {
+        let who = if user2 {
+            self.creds.user2.clone()
+        } else {
+            self.creds.user.clone()
+        };
+        let (u, p) = who.ok_or_else(|| {
+            StepFail::msg(
+                "no credentials for this login (give --user/--password or --user2/--password2)",
+            )
+        })?;
+        let (protocol, info, budget) = (self.sc.meta.protocol, self.info, self.budget);
+        let cs = get_cs(&mut self.conns, conn)?;
+        login(
+            cs,
+            &mut self.tr,
+            &mut self.tags,
+            protocol,
+            Some(info),
+            (&u, &p),
+            deadline,
+            budget,
+        )
+        .await?;
+        if let Some(sim) = self.sim.as_mut() {
+            sim.logged_in(conn);
         }
+        Ok(())
+    }
+
+    /// Send the runner's own `cfN NOOP` on `conn` (for `silent` and `lacks`); returns its tag and
+    /// the deadline for its reply.
+    async fn send_noop(&mut self, conn: &str) -> Result<(Vec<u8>, Instant), StepFail> {
         let tag = self.tags.fresh();
         let mut cmd = tag.clone();
         cmd.extend_from_slice(b" NOOP\r\n");
         let deadline = self.deadline();
         let cs = get_cs(&mut self.conns, conn)?;
         send(cs, &mut self.tr, &cmd, deadline).await?;
+        Ok((tag, deadline))
+    }
+
+    /// A NOOP round-trip on `conn`: every line the server sent before its reply is read (and
+    /// recorded). `Ok(false)` when the connection is, or gets, closed (nothing more can arrive).
+    async fn barrier(&mut self, conn: &str) -> Result<bool, StepFail> {
+        if self.gone.contains(conn) {
+            return Ok(false);
+        }
+        let (tag, deadline) = self.send_noop(conn).await?;
         for _ in 0..MAX_SKIPPED_LINES {
             match self.read_or_closed(conn, deadline, true).await? {
                 None => return Ok(false),
@@ -401,7 +439,7 @@ impl Exec<'_> {
                 } else {
                     self.target
                 };
-                let (mut cs, _) = open(
+                let (cs, _) = open(
                     conn,
                     target,
                     protocol,
@@ -412,55 +450,19 @@ impl Exec<'_> {
                     budget,
                 )
                 .await?;
-                let who = match mode {
-                    OpenMode::Login => self.creds.user.clone(),
-                    OpenMode::LoginUser2 => self.creds.user2.clone(),
-                    _ => None,
-                };
-                let logged = matches!(mode, OpenMode::Login | OpenMode::LoginUser2);
-                if logged {
-                    let (u, p) = who.ok_or_else(|| StepFail::msg("no credentials for this login (give --user/--password or --user2/--password2)"))?;
-                    login(
-                        &mut cs,
-                        &mut self.tr,
-                        &mut self.tags,
-                        protocol,
-                        Some(self.info),
-                        (&u, &p),
-                        deadline,
-                        budget,
-                    )
-                    .await?;
-                }
-                if let Some(sim) = self.sim.as_mut() {
-                    sim.open_on(conn, logged, *master);
-                }
                 self.conns.insert(conn.clone(), cs);
+                if let Some(sim) = self.sim.as_mut() {
+                    sim.open_on(conn, false, *master);
+                }
+                match mode {
+                    OpenMode::Login => self.log_in(conn, false, deadline).await?,
+                    OpenMode::LoginUser2 => self.log_in(conn, true, deadline).await?,
+                    OpenMode::NoAuth | OpenMode::Raw => {}
+                }
             }
             StepKind::Login { conn, user2 } => {
-                let who = if *user2 {
-                    self.creds.user2.clone()
-                } else {
-                    self.creds.user.clone()
-                };
-                let (u, p) = who.ok_or_else(|| StepFail::msg("no credentials for this login"))?;
                 let deadline = self.deadline();
-                let info = self.info;
-                let cs = get_cs(&mut self.conns, conn)?;
-                login(
-                    cs,
-                    &mut self.tr,
-                    &mut self.tags,
-                    protocol,
-                    Some(info),
-                    (&u, &p),
-                    deadline,
-                    budget,
-                )
-                .await?;
-                if let Some(sim) = self.sim.as_mut() {
-                    sim.logged_in(conn);
-                }
+                self.log_in(conn, *user2, deadline).await?;
             }
             StepKind::StartTls { conn } => {
                 let deadline = self.deadline();
@@ -669,12 +671,7 @@ impl Exec<'_> {
                 }
             }
             StepKind::Silent { conn } => {
-                let tag = self.tags.fresh();
-                let mut cmd = tag.clone();
-                cmd.extend_from_slice(b" NOOP\r\n");
-                let deadline = self.deadline();
-                let cs = get_cs(&mut self.conns, conn)?;
-                send(cs, &mut self.tr, &cmd, deadline).await?;
+                let (tag, deadline) = self.send_noop(conn).await?;
                 let line = self.read(conn, deadline).await?;
                 if is_status(&tokenize(&line.bytes), &tag).is_none() {
                     return Err(StepFail {
