@@ -426,6 +426,40 @@ mod tests {
     }
 
     #[test]
+    fn master_connections_write_for_the_slave() {
+        let case = |body: &str| {
+            let text = format!(
+                "id: mupdate/t\ntitle: t\nprotocol: mupdate\nrfc: RFC3656 2\nlevel: MUST\nneeds: slave master\n[test]\n{body}"
+            );
+            validate(&parse_scenario("t.scn", &text).unwrap(), Some("mupdate/t"))
+        };
+        // The master takes the write; the slave's FIND then has the record.
+        case("open m master\nm > A1 ACTIVATE \"$box\" \"h!p\" \"\"\nm < $tag OK ...\nopen s\ns > F1 FIND \"$box\"\ns < $tag MAILBOX \"$box\" \"h!p\" \"\"\n")
+            .unwrap();
+        // The slave's own connection still refuses writes.
+        let e =
+            case("open s\ns > A1 ACTIVATE \"$box\" \"h!p\" \"\"\ns < $tag OK ...\n").unwrap_err();
+        assert!(e[0].message.contains("slave"), "{}", e[0]);
+    }
+
+    #[test]
+    fn update_with_an_argument_is_malformed_without_partial_update() {
+        let body = "open c\nc > U1 UPDATE \"h\"\nc < $tag BAD ...\nc > F1 FIND \"$box\"\nc < $tag OK ...\n";
+        let text = |needs: &str| {
+            format!(
+                "id: mupdate/t\ntitle: t\nprotocol: mupdate\nrfc: RFC3656 5\nlevel: MUST\nneeds: {needs}\n[test]\n{body}"
+            )
+        };
+        validate(
+            &parse_scenario("t.scn", &text("nocap:PARTIAL-UPDATE")).unwrap(),
+            None,
+        )
+        .unwrap();
+        // Without the need, the server may stream after it: FIND's OK is not certain.
+        assert!(validate(&parse_scenario("t.scn", &text("admin")).unwrap(), None).is_err());
+    }
+
+    #[test]
     fn wrong_id_is_rejected() {
         let text = "id: mupdate/other\ntitle: t\nprotocol: mupdate\nrfc: RFC3656 4.9\nlevel: MUST\nopen c\n";
         let e = validate(&parse_scenario("t.scn", text).unwrap(), Some("mupdate/t")).unwrap_err();
