@@ -178,6 +178,7 @@ pub async fn run_against(
         tls_mode: TlsMode::Plain,
         tls: emb.client_tls.clone(),
         server_name: server_name.clone(),
+        login: crate::run::LoginMech::Plain,
         master,
     };
     for (protocol, addr, slave) in [

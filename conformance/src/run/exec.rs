@@ -84,6 +84,8 @@ struct Exec<'a> {
     conns: HashMap<String, ConnState>,
     /// Connections the server closed (a later `closed` or `or closed` on them passes).
     gone: HashSet<String>,
+    /// Connections opened to the master of the slave under test (`open NAME master`).
+    on_master: HashSet<String>,
     sets: Sets,
     sim: Option<Sim>,
     tr: Transcript,
@@ -267,7 +269,18 @@ impl Exec<'_> {
                 "no credentials for this login (give --user/--password or --user2/--password2)",
             )
         })?;
-        let (protocol, info, budget) = (self.sc.meta.protocol, self.info, self.budget);
+        let (protocol, budget) = (self.sc.meta.protocol, self.budget);
+        // On the master, log in the way the master's target says (its GSSAPI service host).
+        let master_info = self
+            .target
+            .master
+            .as_deref()
+            .filter(|_| self.on_master.contains(conn))
+            .map(|m| TargetInfo {
+                login: m.login.clone(),
+                ..self.info.clone()
+            });
+        let info = master_info.as_ref().unwrap_or(self.info);
         let cs = get_cs(&mut self.conns, conn)?;
         login(
             cs,
@@ -451,6 +464,11 @@ impl Exec<'_> {
                 )
                 .await?;
                 self.conns.insert(conn.clone(), cs);
+                if *master {
+                    self.on_master.insert(conn.clone());
+                } else {
+                    self.on_master.remove(conn);
+                }
                 if let Some(sim) = self.sim.as_mut() {
                     sim.open_on(conn, false, *master);
                 }
@@ -981,6 +999,7 @@ pub async fn execute(
         env: case_env(run_id, index, creds),
         conns: HashMap::new(),
         gone: HashSet::new(),
+        on_master: HashSet::new(),
         sets: HashMap::new(),
         sim: (sc.meta.protocol == Protocol::Mupdate)
             .then(|| sim_for(sc, sc.meta.needs.contains(&Need::Slave))),

@@ -205,6 +205,7 @@ pub async fn probe(
         starttls: false,
         greeting: String::from_utf8_lossy(&first.bytes).into_owned(),
         user2_refused: None,
+        login: target.login.clone(),
     };
     let fail = |e: session::StepFail| unreachable(e.message());
     match protocol {
@@ -342,6 +343,7 @@ pub async fn alive(target: &Target, protocol: Protocol, budget: Duration) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::LoginMech;
 
     #[test]
     fn detects_protocols() {
@@ -380,6 +382,7 @@ mod tests {
             starttls: false,
             greeting: String::new(),
             user2_refused: None,
+            login: LoginMech::Plain,
         };
         read_banner(&lines, &mut info);
         assert_eq!(info.role, Role::Slave);
@@ -398,6 +401,7 @@ mod tests {
             starttls: false,
             greeting: String::new(),
             user2_refused: None,
+            login: LoginMech::Plain,
         };
         read_caps(
             &Line {

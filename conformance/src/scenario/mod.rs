@@ -95,6 +95,8 @@ pub enum Need {
     /// The master of the slave under test, given with `--master` (`needs: slave master`); the
     /// case opens connections to it with `open NAME master`.
     MasterPeer,
+    /// The runner logs in with this SASL mechanism (`--sasl-mech`), e.g. `login:GSSAPI`.
+    Login(String),
 }
 
 impl fmt::Display for Need {
@@ -111,6 +113,7 @@ impl fmt::Display for Need {
             Need::Mechanism(m) => write!(f, "mech:{m}"),
             Need::NoCapability(c) => write!(f, "nocap:{c}"),
             Need::MasterPeer => f.write_str("master (--master)"),
+            Need::Login(m) => write!(f, "login:{m}"),
         }
     }
 }

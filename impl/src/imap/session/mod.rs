@@ -51,6 +51,8 @@ pub struct Shared {
     pub limits: Limits,
     /// Faults.
     pub faults: Faults,
+    /// GSSAPI acceptor credentials (AUTH=GSSAPI offered when set).
+    pub gssapi: Option<crate::auth::exchange::Acceptor>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -72,6 +74,7 @@ impl Shared {
             mupdate: config.mupdate.clone(),
             limits: config.limits.clone(),
             faults: config.faults.clone(),
+            gssapi: config.gssapi.clone(),
         }
     }
 }
@@ -211,8 +214,14 @@ impl Session {
         }
         if self.login_disabled() {
             caps.push_str(" LOGINDISABLED");
-        } else {
-            caps.push_str(" AUTH=PLAIN AUTH=LOGIN");
+        }
+        let mechs = crate::auth::exchange::offered_mechanisms(
+            !self.login_disabled(),
+            self.shared.gssapi.as_ref(),
+        );
+        for m in mechs {
+            caps.push_str(" AUTH=");
+            caps.push_str(m);
         }
         caps
     }
