@@ -381,6 +381,7 @@ async fn master_flag_runs_the_master_slave_cases() {
     let master = emb.mupdate.local_addr().to_string();
     let ids = [
         "mupdate/slave-update-cascade",
+        "mupdate/slave-update-cascade-noop",
         "mupdate/slave-find-after-cascade",
         "mupdate/slave-write-not-forwarded",
     ];
