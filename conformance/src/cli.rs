@@ -397,7 +397,13 @@ fn finish(
             Err(e) => eprintln!("conformance: JUnit: {e}"),
         }
     }
-    report::exit_code(reports)
+    let code = report::exit_code(reports);
+    if code == EXIT_NO_CASE {
+        eprintln!(
+            "conformance: no selected case applied to the target (all N/A or not run): nothing was judged"
+        );
+    }
+    code
 }
 
 /// Run the command line; returns the exit code.

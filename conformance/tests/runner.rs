@@ -108,6 +108,22 @@ async fn exit_code_3_when_nothing_is_selected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_code_3_when_every_selected_case_is_not_applicable() {
+    // The embedded servers offer no GSSAPI and the runner logs in with PLAIN: the one selected
+    // case is N/A, so nothing was judged and the gate must not pass.
+    assert_eq!(
+        run(&[
+            "--scenarios",
+            scenarios().to_str().unwrap(),
+            "--filter",
+            "mupdate/auth-gssapi-login",
+        ])
+        .await,
+        3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_code_2_when_the_target_is_unreachable() {
     // Bind then drop: the port is (very likely) closed.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
