@@ -1,0 +1,431 @@
+//! `imapd`'s reconcile with the MUPDATE master (`imap::reconcile`), against the real `mupdated`
+//! master in-process, sometimes behind a TCP proxy the test can cut at a chosen command:
+//! each reconcile rule, the race the model found (a name reserved by another backend while this
+//! one was down is not stolen), an unreachable master at start-up, and connections lost in the
+//! middle of CREATE and DELETE.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod imap_common;
+mod mupdate_common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use imap_common::{TestServer, WAIT};
+use murder_server::imap::{MupdateLink, ReconcileStatus};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+const ACL: &str = "alice\tlrswipkxtecda\t";
+
+/// The link of backend `backend1` as `admin`, retrying quickly so that tests finish fast (the
+/// tests wait for published passes, never for time).
+fn link(master: SocketAddr) -> MupdateLink {
+    let mut l = MupdateLink::new(
+        master.to_string(),
+        "admin".into(),
+        "secret".into(),
+        "backend1".into(),
+    );
+    l.retry_interval = Duration::from_millis(50);
+    l
+}
+
+/// One command on the master as `admin`: its data lines; asserts the tagged OK.
+async fn master_cmd(master: SocketAddr, cmd: &str) -> Vec<String> {
+    let mut c = mupdate_common::Client::admin(master).await;
+    let mut r = c.cmd("M", cmd).await;
+    let last = r.pop().unwrap();
+    assert!(last.starts_with("M OK"), "{cmd}: {last}");
+    r
+}
+
+/// The master's record of `name`: `Some("MAILBOX ...")`, `Some("RESERVE ...")` or None.
+async fn find(master: SocketAddr, name: &str) -> Option<String> {
+    let r = master_cmd(master, &format!("FIND \"{name}\"")).await;
+    r.first().map(|l| l.trim_start_matches("M ").to_string())
+}
+
+fn active_here(name: &str) -> Option<String> {
+    Some(format!("MAILBOX \"{name}\" \"backend1!default\" \"{ACL}\""))
+}
+
+/// Mailboxes of alice in `data`, made without a master (so the master knows none of them);
+/// `with_message` get one message each.
+async fn local_mailboxes(data: &Path, names: &[&str], with_message: &[&str]) {
+    let s = TestServer::start_with(|c| c.data_dir = data.to_path_buf()).await;
+    let mut c = s.alice().await;
+    for n in names {
+        c.ok(&format!("CREATE {n}")).await;
+    }
+    for n in with_message {
+        let (_, t) = c.append_plus(n, &[("", b"Subject: kept\r\n\r\nbody\r\n")]).await;
+        assert!(t.text.contains(" OK"), "{t:?}");
+    }
+    s.handle.shutdown().await;
+}
+
+async fn backend(data: &Path, link: &MupdateLink) -> TestServer {
+    TestServer::start_with(|c| {
+        c.data_dir = data.to_path_buf();
+        c.mupdate = Some(link.clone());
+    })
+    .await
+}
+
+/// Wait (bounded) until the published reconcile status satisfies `f`.
+async fn wait_status(
+    rx: &mut watch::Receiver<ReconcileStatus>,
+    f: impl FnMut(&ReconcileStatus) -> bool,
+) -> ReconcileStatus {
+    tokio::time::timeout(WAIT, rx.wait_for(f))
+        .await
+        .expect("reconcile status not reached")
+        .unwrap()
+        .clone()
+}
+
+fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn start_up_reconcile_applies_each_rule() {
+    let m = mupdate_common::server().await;
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().join("d");
+    local_mailboxes(&data, &["here", "elsewhere", "unknown"], &["elsewhere"]).await;
+    // Rule 1: reserved at our location (an ACTIVATE that never arrived).
+    master_cmd(m.addr, "RESERVE \"user.alice.here\" \"backend1!default\"").await;
+    // Rule 2: another server has the name.
+    master_cmd(
+        m.addr,
+        "ACTIVATE \"user.alice.elsewhere\" \"other!default\" \"bob\tlrs\t\"",
+    )
+    .await;
+    // Rule 4: stale records at our location (any partition).
+    master_cmd(m.addr, "RESERVE \"user.alice.stale\" \"backend1!default\"").await;
+    master_cmd(m.addr, "ACTIVATE \"user.bob.old\" \"backend1!p2\" \"bob\tlrs\t\"").await;
+    // Not ours although it shares a prefix: untouched.
+    master_cmd(m.addr, "ACTIVATE \"user.carol.x\" \"backend10!default\" \"c\tl\t\"").await;
+
+    let link = link(m.addr);
+    let s = backend(&data, &link).await;
+    let st = link.reconcile_status().borrow().clone();
+    assert_eq!(st.passes, 1, "{st:?}");
+    assert!(!st.pending);
+    let r = st.last.unwrap();
+    assert_eq!(r.activated, ["user.alice.here"]);
+    // Rule 3: INBOX and `unknown` were unknown to the master.
+    assert_eq!(sorted(&r.registered), ["user.alice", "user.alice.unknown"]);
+    assert_eq!(sorted(&r.deleted), ["user.alice.stale", "user.bob.old"]);
+    assert_eq!(r.quarantined, ["user.alice.elsewhere"]);
+
+    assert_eq!(
+        find(m.addr, "user.alice.here").await,
+        active_here("user.alice.here")
+    );
+    assert_eq!(
+        find(m.addr, "user.alice.unknown").await,
+        active_here("user.alice.unknown")
+    );
+    assert_eq!(find(m.addr, "user.alice").await, active_here("user.alice"));
+    assert_eq!(
+        find(m.addr, "user.alice.elsewhere").await.unwrap(),
+        "MAILBOX \"user.alice.elsewhere\" \"other!default\" \"bob\tlrs\t\""
+    );
+    assert_eq!(find(m.addr, "user.alice.stale").await, None);
+    assert_eq!(find(m.addr, "user.bob.old").await, None);
+    assert!(find(m.addr, "user.carol.x").await.is_some());
+
+    // The quarantined mailbox is not served, in any way.
+    let mut c = s.alice().await;
+    let (lines, _) = c.cmd("LIST \"\" \"*\"").await;
+    let listed: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+    assert!(listed.iter().any(|l| l.ends_with("\"here\"") || l.ends_with(" here")));
+    assert!(!listed.iter().any(|l| l.contains("elsewhere")), "{listed:?}");
+    for cmd in [
+        "SELECT elsewhere",
+        "EXAMINE elsewhere",
+        "STATUS elsewhere (MESSAGES)",
+        "DELETE elsewhere",
+        "RENAME elsewhere moved",
+    ] {
+        let (_, t) = c.cmd(cmd).await;
+        assert!(t.text.contains(" NO [UNAVAILABLE]"), "{cmd}: {t:?}");
+    }
+    let (_, t) = c.append_plus("elsewhere", &[("", b"x\r\n")]).await;
+    assert!(t.text.contains(" NO [UNAVAILABLE]"), "{t:?}");
+    c.ok("SELECT here").await;
+    let (_, t) = c.cmd("COPY 1:* elsewhere").await;
+    assert!(t.text.contains(" NO"), "{t:?}");
+    s.handle.shutdown().await;
+
+    // Once the other server's record is gone, the next pass gives the name back: the local
+    // data was kept untouched.
+    master_cmd(m.addr, "DELETE \"user.alice.elsewhere\"").await;
+    let s = backend(&data, &link).await;
+    let st = link.reconcile_status().borrow().clone();
+    assert_eq!(st.last.unwrap().registered, ["user.alice.elsewhere"]);
+    let mut c = s.alice().await;
+    c.ok("SELECT elsewhere").await;
+    let msgs = c.fetch_all().await;
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].1, b"Subject: kept\r\n\r\nbody\r\n");
+}
+
+#[tokio::test]
+async fn restart_does_not_steal_a_name_reserved_meanwhile() {
+    let m = mupdate_common::server().await;
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().join("d");
+    let link = link(m.addr);
+    let s = backend(&data, &link).await;
+    let mut c = s.alice().await;
+    c.ok("CREATE shared").await;
+    assert_eq!(
+        find(m.addr, "user.alice.shared").await,
+        active_here("user.alice.shared")
+    );
+    s.handle.shutdown().await;
+    // While the backend is down its record goes away and another backend reserves the name
+    // (the model's counterexample to a blind re-ACTIVATE).
+    master_cmd(m.addr, "DELETE \"user.alice.shared\"").await;
+    master_cmd(m.addr, "RESERVE \"user.alice.shared\" \"backend2!default\"").await;
+    let s = backend(&data, &link).await;
+    assert_eq!(
+        find(m.addr, "user.alice.shared").await.unwrap(),
+        "RESERVE \"user.alice.shared\" \"backend2!default\""
+    );
+    let st = link.reconcile_status().borrow().clone();
+    assert_eq!(st.last.unwrap().quarantined, ["user.alice.shared"]);
+    let mut c = s.alice().await;
+    let (_, t) = c.cmd("SELECT shared").await;
+    assert!(t.text.contains(" NO [UNAVAILABLE]"), "{t:?}");
+    // Creating it again is refused too: the name is taken.
+    let (_, t) = c.cmd("CREATE shared").await;
+    assert!(t.text.contains(" NO"), "{t:?}");
+}
+
+/// What the proxy does with the connections it relays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Accept and close at once (the master is unreachable).
+    Down,
+    /// Relay everything.
+    Relay,
+    /// Close both sides instead of relaying a client chunk containing this word.
+    CutBefore(&'static str),
+    /// Relay a client chunk containing this word, then close both sides instead of relaying
+    /// the master's answer (the command committed, the client never learns it).
+    CutAfter(&'static str),
+}
+
+/// A TCP proxy in front of the master whose [`Mode`] the test sets.
+struct Proxy {
+    addr: SocketAddr,
+    mode: Arc<Mutex<Mode>>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr, mode: Mode) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mode = Arc::new(Mutex::new(mode));
+        let m = mode.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                if *m.lock().unwrap() == Mode::Down {
+                    drop(client);
+                    continue;
+                }
+                tokio::spawn(relay(client, target, m.clone()));
+            }
+        });
+        Proxy { addr, mode }
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+}
+
+fn contains(hay: &[u8], word: &str) -> bool {
+    hay.windows(word.len()).any(|w| w == word.as_bytes())
+}
+
+/// Relay one connection (each command of the link is one small write, so a word is never
+/// split across reads on loopback).
+async fn relay(client: TcpStream, target: SocketAddr, mode: Arc<Mutex<Mode>>) {
+    let Ok(server) = TcpStream::connect(target).await else {
+        return;
+    };
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let (mut cbuf, mut sbuf) = (vec![0u8; 65536], vec![0u8; 65536]);
+    let mut swallow = false;
+    loop {
+        tokio::select! {
+            n = cr.read(&mut cbuf) => {
+                let Ok(n) = n else { return };
+                if n == 0 {
+                    return;
+                }
+                let chunk = &cbuf[..n];
+                let mode = *mode.lock().unwrap();
+                match mode {
+                    Mode::CutBefore(w) if contains(chunk, w) => return,
+                    Mode::CutAfter(w) if contains(chunk, w) => swallow = true,
+                    _ => {}
+                }
+                if sw.write_all(chunk).await.is_err() {
+                    return;
+                }
+            }
+            n = sr.read(&mut sbuf) => {
+                let Ok(n) = n else { return };
+                if n == 0 || swallow {
+                    return;
+                }
+                if cw.write_all(&sbuf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn master_unreachable_at_start_then_reconciled_in_the_background() {
+    let m = mupdate_common::server().await;
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().join("d");
+    local_mailboxes(&data, &["kept"], &["kept"]).await;
+    let proxy = Proxy::start(m.addr, Mode::Down).await;
+    let link = link(proxy.addr);
+    let mut status = link.reconcile_status();
+    // imapd starts and serves its mailboxes although the master cannot be reached.
+    let s = backend(&data, &link).await;
+    let st = status.borrow().clone();
+    assert!(st.failures >= 1 && st.pending && st.passes == 0, "{st:?}");
+    let mut c = s.alice().await;
+    let lines = c.ok("SELECT kept").await;
+    assert!(lines.iter().any(|l| l.text == "* 1 EXISTS"), "{lines:?}");
+    // Operations that need the master fail cleanly meanwhile.
+    let (_, t) = c.cmd("CREATE new").await;
+    assert!(t.text.contains(" NO [UNAVAILABLE]"), "{t:?}");
+    assert_eq!(c.status("new").await, None);
+    // The master comes back: a retried pass registers everything.
+    proxy.set(Mode::Relay);
+    let st = wait_status(&mut status, |s| s.passes >= 1 && !s.pending).await;
+    assert_eq!(
+        sorted(&st.last.unwrap().registered),
+        ["user.alice", "user.alice.kept"]
+    );
+    assert_eq!(
+        find(m.addr, "user.alice.kept").await,
+        active_here("user.alice.kept")
+    );
+    c.ok("CREATE new").await;
+    assert_eq!(
+        find(m.addr, "user.alice.new").await,
+        active_here("user.alice.new")
+    );
+}
+
+#[tokio::test]
+async fn connection_lost_before_activate_keeps_the_mailbox_and_a_pass_activates_it() {
+    let m = mupdate_common::server().await;
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(m.addr, Mode::Relay).await;
+    let link = link(proxy.addr);
+    let mut status = link.reconcile_status();
+    let s = backend(&data.path().join("d"), &link).await;
+    let mut c = s.alice().await;
+    let before = status.borrow().passes;
+    proxy.set(Mode::CutBefore("ACTIVATE"));
+    // RESERVE committed, ACTIVATE lost: the mailbox stays (the reservation keeps the name
+    // ours) and is served; the master shows the reservation until a pass activates it.
+    c.ok("CREATE fresh").await;
+    assert_eq!(
+        find(m.addr, "user.alice.fresh").await.unwrap(),
+        "RESERVE \"user.alice.fresh\" \"backend1!default\""
+    );
+    assert!(status.borrow().pending || status.borrow().failures > 0);
+    c.ok("SELECT fresh").await;
+    proxy.set(Mode::Relay);
+    wait_status(&mut status, |s| s.passes > before && !s.pending).await;
+    assert_eq!(
+        find(m.addr, "user.alice.fresh").await,
+        active_here("user.alice.fresh")
+    );
+}
+
+#[tokio::test]
+async fn lost_answer_to_reserve_leaves_no_reservation_behind() {
+    let m = mupdate_common::server().await;
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(m.addr, Mode::Relay).await;
+    let link = link(proxy.addr);
+    let mut status = link.reconcile_status();
+    let s = backend(&data.path().join("d"), &link).await;
+    let mut c = s.alice().await;
+    let before = status.borrow().passes;
+    proxy.set(Mode::CutAfter("RESERVE"));
+    // The RESERVE committed but its answer was lost: CREATE fails and nothing is local; the
+    // pass that follows deletes the stale reservation at our location (rule 4).
+    let (_, t) = c.cmd("CREATE orphan").await;
+    assert!(t.text.contains(" NO [UNAVAILABLE]"), "{t:?}");
+    assert_eq!(c.status("orphan").await, None);
+    proxy.set(Mode::Relay);
+    let st = wait_status(&mut status, |s| s.passes > before && !s.pending).await;
+    assert_eq!(find(m.addr, "user.alice.orphan").await, None, "{st:?}");
+    // The name is free again.
+    c.ok("CREATE orphan").await;
+}
+
+#[tokio::test]
+async fn lost_delete_keeps_the_mailbox_and_the_master_consistent() {
+    let m = mupdate_common::server().await;
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(m.addr, Mode::Relay).await;
+    let link = link(proxy.addr);
+    let mut status = link.reconcile_status();
+    let s = backend(&data.path().join("d"), &link).await;
+    let mut c = s.alice().await;
+    c.ok("CREATE doomed").await;
+
+    // DELETE never reaches the master: NO, and everything stays as it was.
+    proxy.set(Mode::CutBefore("DELETE"));
+    let (_, t) = c.cmd("DELETE doomed").await;
+    assert!(t.text.contains(" NO [UNAVAILABLE]"), "{t:?}");
+    assert!(c.status("doomed").await.is_some());
+    assert_eq!(
+        find(m.addr, "user.alice.doomed").await,
+        active_here("user.alice.doomed")
+    );
+
+    // DELETE commits but its answer is lost: NO, the mailbox stays, and the pass registers it
+    // again, so the master never lacks a mailbox the backend serves for longer than a pass.
+    let before = status.borrow().passes;
+    proxy.set(Mode::CutAfter("DELETE"));
+    let (_, t) = c.cmd("DELETE doomed").await;
+    assert!(t.text.contains(" NO [UNAVAILABLE]"), "{t:?}");
+    assert!(c.status("doomed").await.is_some());
+    proxy.set(Mode::Relay);
+    wait_status(&mut status, |s| s.passes > before && !s.pending).await;
+    assert_eq!(
+        find(m.addr, "user.alice.doomed").await,
+        active_here("user.alice.doomed")
+    );
+
+    // With the master reachable, DELETE removes both.
+    c.ok("DELETE doomed").await;
+    assert_eq!(c.status("doomed").await, None);
+    assert_eq!(find(m.addr, "user.alice.doomed").await, None);
+}
