@@ -62,7 +62,9 @@ async fn local_mailboxes(data: &Path, names: &[&str], with_message: &[&str]) {
         c.ok(&format!("CREATE {n}")).await;
     }
     for n in with_message {
-        let (_, t) = c.append_plus(n, &[("", b"Subject: kept\r\n\r\nbody\r\n")]).await;
+        let (_, t) = c
+            .append_plus(n, &[("", b"Subject: kept\r\n\r\nbody\r\n")])
+            .await;
         assert!(t.text.contains(" OK"), "{t:?}");
     }
     s.handle.shutdown().await;
@@ -110,9 +112,17 @@ async fn start_up_reconcile_applies_each_rule() {
     .await;
     // Rule 4: stale records at our location (any partition).
     master_cmd(m.addr, "RESERVE \"user.alice.stale\" \"backend1!default\"").await;
-    master_cmd(m.addr, "ACTIVATE \"user.bob.old\" \"backend1!p2\" \"bob\tlrs\t\"").await;
+    master_cmd(
+        m.addr,
+        "ACTIVATE \"user.bob.old\" \"backend1!p2\" \"bob\tlrs\t\"",
+    )
+    .await;
     // Not ours although it shares a prefix: untouched.
-    master_cmd(m.addr, "ACTIVATE \"user.carol.x\" \"backend10!default\" \"c\tl\t\"").await;
+    master_cmd(
+        m.addr,
+        "ACTIVATE \"user.carol.x\" \"backend10!default\" \"c\tl\t\"",
+    )
+    .await;
 
     let link = link(m.addr);
     let s = backend(&data, &link).await;
@@ -147,8 +157,15 @@ async fn start_up_reconcile_applies_each_rule() {
     let mut c = s.alice().await;
     let (lines, _) = c.cmd("LIST \"\" \"*\"").await;
     let listed: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
-    assert!(listed.iter().any(|l| l.ends_with("\"here\"") || l.ends_with(" here")));
-    assert!(!listed.iter().any(|l| l.contains("elsewhere")), "{listed:?}");
+    assert!(
+        listed
+            .iter()
+            .any(|l| l.ends_with("\"here\"") || l.ends_with(" here"))
+    );
+    assert!(
+        !listed.iter().any(|l| l.contains("elsewhere")),
+        "{listed:?}"
+    );
     for cmd in [
         "SELECT elsewhere",
         "EXAMINE elsewhere",
