@@ -446,3 +446,38 @@ async fn lost_delete_keeps_the_mailbox_and_the_master_consistent() {
     assert_eq!(c.status("doomed").await, None);
     assert_eq!(find(m.addr, "user.alice.doomed").await, None);
 }
+
+/// Start-up reconcile cost with many mailboxes (prints numbers; asserts the outcome):
+/// `cargo test -p murder-server --test imap_reconcile -- --ignored --nocapture measure`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run with --ignored --nocapture"]
+async fn measure_reconcile_pass() {
+    let n: usize = std::env::var("RECONCILE_MAILBOXES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let m = mupdate_common::server().await;
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().join("d");
+    let names: Vec<String> = (0..n).map(|i| format!("box{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    local_mailboxes(&data, &refs, &[]).await;
+    let link = link(m.addr);
+    let t = std::time::Instant::now();
+    let s = backend(&data, &link).await;
+    let cold = t.elapsed();
+    let st = link.reconcile_status().borrow().clone();
+    assert_eq!(st.last.unwrap().registered.len(), n + 1);
+    s.handle.shutdown().await;
+    let t = std::time::Instant::now();
+    let s = backend(&data, &link).await;
+    let warm = t.elapsed();
+    let st = link.reconcile_status().borrow().clone();
+    assert_eq!(st.last.unwrap().unchanged, n + 1);
+    s.handle.shutdown().await;
+    println!(
+        "reconcile of {} mailboxes: cold start (all unknown to the master: LIST, {n}+1 FIND, \
+         RESERVE, ACTIVATE) {cold:?}; warm start (all active: one LIST) {warm:?}",
+        n + 1
+    );
+}

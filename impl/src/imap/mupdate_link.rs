@@ -50,6 +50,30 @@ pub struct MupdateLink {
     pub status: Arc<watch::Sender<ReconcileStatus>>,
 }
 
+/// Most commands written at once by [`MupdateConnection::batch`] before their answers are read
+/// (keeps both sides' socket buffers from filling: 128 small commands and answers).
+pub const PIPELINE_DEPTH: usize = 128;
+
+/// One MUPDATE command the backend sends (the location is always its own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MupdateCommand {
+    /// `RESERVE name location`.
+    Reserve(String),
+    /// `ACTIVATE name location acl`.
+    Activate {
+        /// Mailbox name.
+        name: String,
+        /// ACL string.
+        acl: String,
+    },
+    /// `DELETE name`.
+    Delete(Vec<u8>),
+    /// `FIND name`.
+    Find(String),
+    /// `LIST [prefix]`.
+    List(Option<String>),
+}
+
 /// Why a MUPDATE operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MupdateError {
@@ -231,62 +255,108 @@ impl MupdateConnection {
         }
     }
 
-    /// Send `<tag> <word> <args...>` and read its answer; NO/BAD is [`MupdateError::Refused`].
-    async fn command(&mut self, word: &str, args: &[&[u8]]) -> Result<Vec<Record>, MupdateError> {
+    /// Append `<tag> <WORD> <args...>\r\n` for `cmd` to `out`; the tag.
+    fn encode(&mut self, cmd: &MupdateCommand, out: &mut Vec<u8>) -> String {
         let tag = format!("C{:02}", self.next_tag);
         self.next_tag = self.next_tag.saturating_add(1);
-        let mut out = format!("{tag} {word}").into_bytes();
+        let loc = self.location.as_bytes();
+        let (word, args): (&str, Vec<&[u8]>) = match cmd {
+            MupdateCommand::Reserve(n) => ("RESERVE", vec![n.as_bytes(), loc]),
+            MupdateCommand::Activate { name, acl } => {
+                ("ACTIVATE", vec![name.as_bytes(), loc, acl.as_bytes()])
+            }
+            MupdateCommand::Delete(n) => ("DELETE", vec![n.as_slice()]),
+            MupdateCommand::Find(n) => ("FIND", vec![n.as_bytes()]),
+            MupdateCommand::List(Some(p)) => ("LIST", vec![p.as_bytes()]),
+            MupdateCommand::List(None) => ("LIST", vec![]),
+        };
+        out.extend_from_slice(tag.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(word.as_bytes());
         for a in args {
             out.push(b' ');
-            put_string(&mut out, a);
+            put_string(out, a);
         }
         out.extend_from_slice(b"\r\n");
-        let timeout = self.timeout;
-        let (status, text, data) = tokio::time::timeout(timeout, async {
-            self.write(&out).await?;
-            self.answer(tag.as_bytes()).await
-        })
-        .await
-        .map_err(|_| MupdateError::Unavailable(format!("no answer to {word} in time")))??;
-        match status {
-            Status::Ok => Ok(data),
-            Status::No | Status::Bad => Err(MupdateError::Refused(text)),
-            Status::Bye => Err(MupdateError::Unavailable(text)),
+        tag
+    }
+
+    /// Send `cmds` pipelined ([`PIPELINE_DEPTH`] per write, each write bounded by the link
+    /// timeout) and read their answers in order: per command its data lines, or the text of
+    /// its NO/BAD. A lost connection fails the whole batch.
+    pub async fn batch(
+        &mut self,
+        cmds: &[MupdateCommand],
+    ) -> Result<Vec<Result<Vec<Record>, String>>, MupdateError> {
+        let mut results = Vec::with_capacity(cmds.len());
+        for chunk in cmds.chunks(PIPELINE_DEPTH) {
+            let mut out = Vec::new();
+            let tags: Vec<String> = chunk.iter().map(|c| self.encode(c, &mut out)).collect();
+            let timeout = self.timeout;
+            let answers = tokio::time::timeout(timeout, async {
+                self.write(&out).await?;
+                let mut answers = Vec::with_capacity(tags.len());
+                for tag in &tags {
+                    answers.push(self.answer(tag.as_bytes()).await?);
+                }
+                Ok::<_, MupdateError>(answers)
+            })
+            .await
+            .map_err(|_| MupdateError::Unavailable("the master did not answer in time".into()))??;
+            for (status, text, data) in answers {
+                results.push(match status {
+                    Status::Ok => Ok(data),
+                    Status::No | Status::Bad => Err(text),
+                    Status::Bye => return Err(MupdateError::Unavailable(text)),
+                });
+            }
+        }
+        Ok(results)
+    }
+
+    /// One command; NO/BAD is [`MupdateError::Refused`].
+    async fn command(&mut self, cmd: MupdateCommand) -> Result<Vec<Record>, MupdateError> {
+        let mut answers = self.batch(std::slice::from_ref(&cmd)).await?;
+        match answers.pop() {
+            Some(Ok(data)) => Ok(data),
+            Some(Err(text)) => Err(MupdateError::Refused(text)),
+            None => Err(MupdateError::Unavailable("no answer".into())),
         }
     }
 
     /// `RESERVE name <our location>`.
     pub async fn reserve(&mut self, name: &str) -> Result<(), MupdateError> {
-        let loc = self.location.clone();
-        self.command("RESERVE", &[name.as_bytes(), loc.as_bytes()])
+        self.command(MupdateCommand::Reserve(name.into()))
             .await
             .map(drop)
     }
 
     /// `ACTIVATE name <our location> acl`.
     pub async fn activate(&mut self, name: &str, acl: &str) -> Result<(), MupdateError> {
-        let loc = self.location.clone();
-        let args = [name.as_bytes(), loc.as_bytes(), acl.as_bytes()];
-        self.command("ACTIVATE", &args).await.map(drop)
+        let cmd = MupdateCommand::Activate {
+            name: name.into(),
+            acl: acl.into(),
+        };
+        self.command(cmd).await.map(drop)
     }
 
     /// `DELETE name` (any byte string: stale records may carry names this backend never made).
     pub async fn delete(&mut self, name: &[u8]) -> Result<(), MupdateError> {
-        self.command("DELETE", &[name]).await.map(drop)
+        self.command(MupdateCommand::Delete(name.to_vec()))
+            .await
+            .map(drop)
     }
 
     /// `FIND name`: the record, if any.
     pub async fn find(&mut self, name: &str) -> Result<Option<Record>, MupdateError> {
-        let data = self.command("FIND", &[name.as_bytes()]).await?;
+        let data = self.command(MupdateCommand::Find(name.into())).await?;
         Ok(data.into_iter().find(|r| r.name == name.as_bytes()))
     }
 
     /// `LIST [prefix]` (RFC 3656 4.6): the records whose location starts with `prefix`.
     pub async fn list(&mut self, prefix: Option<&str>) -> Result<Vec<Record>, MupdateError> {
-        match prefix {
-            Some(p) => self.command("LIST", &[p.as_bytes()]).await,
-            None => self.command("LIST", &[]).await,
-        }
+        self.command(MupdateCommand::List(prefix.map(str::to_string)))
+            .await
     }
 
     /// `LOGOUT`, best effort (the work is done; the master closes the connection).

@@ -17,7 +17,11 @@
 //!
 //! # Reconcile pass (like Cyrus `ctl_mboxlist -m`)
 //! `LIST "<server-name>!"` gives the records at this backend's location; each held mailbox not
-//! listed gets a `FIND`. Then, per name:
+//! listed gets a `FIND`. Commands of one kind are pipelined (LIST, DELETEs, FINDs, RESERVEs,
+//! ACTIVATEs: five round trips per [`super::mupdate_link::PIPELINE_DEPTH`] names), so a pass
+//! over 1001 mailboxes the master does not know takes about 0.3 s and one over 1001 active ones
+//! (a single LIST) about 25 ms in a debug build (`measure_reconcile_pass` in
+//! `tests/imap_reconcile.rs`). Then, per name:
 //! 1. held and recorded at our location (reserved, or active with another ACL or partition) →
 //!    ACTIVATE (already active with our location and ACL: nothing to send);
 //! 2. held but recorded elsewhere → **quarantined**: kept on disk untouched, but not served
@@ -45,12 +49,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use murder_model::Record;
 use tokio::sync::{Notify, RwLock};
 
 use super::mailstore::{MailStore, StoreError};
 use super::mupdate_link::{
-    MupdateConnection, MupdateError, MupdateLink, is_active_at, mupdate_name, owner_acl,
+    MupdateCommand, MupdateError, MupdateLink, is_active_at, mupdate_name, owner_acl,
 };
 
 /// The answer text for a quarantined mailbox.
@@ -324,89 +327,117 @@ impl MurderBackend {
         let listed = conn.list(Some(&prefix)).await?;
         let mut report = ReconcileReport::default();
         let mut quarantine = BTreeSet::new();
+        let location = self.link.location();
+        let user_of = |name: &[u8]| held.get(name).map(|(u, _)| u.clone()).unwrap_or_default();
+
+        // Rules 1 and 4 for the records at our location.
         let mut seen = BTreeSet::new();
+        let mut activate = Vec::new();
+        let mut delete = Vec::new();
         for record in listed {
             if !self.link.is_ours(record.entry.location()) {
                 continue;
             }
-            let name = String::from_utf8_lossy(&record.name).into_owned();
             match held.get(&record.name) {
                 Some((user, _)) => {
                     seen.insert(record.name.clone());
-                    self.activate_if_needed(&mut conn, &record, user, &mut report)
-                        .await?;
-                }
-                None => {
-                    // Rule 4: a stale reservation or record.
-                    match conn.delete(&record.name).await {
-                        Ok(()) | Err(MupdateError::Refused(_)) => report.deleted.push(name),
-                        Err(e) => return Err(e),
+                    if is_active_at(&record, &location, &owner_acl(user)) {
+                        report.unchanged += 1;
+                    } else {
+                        activate.push(lossy(&record.name));
                     }
                 }
+                None => delete.push(record.name),
             }
         }
-        for (mname, (user, mailbox)) in &held {
-            if seen.contains(mname) {
-                continue;
-            }
-            let name = String::from_utf8_lossy(mname).into_owned();
-            match conn.find(&name).await? {
+        let cmds: Vec<MupdateCommand> = delete
+            .iter()
+            .map(|n| MupdateCommand::Delete(n.clone()))
+            .collect();
+        // A refused DELETE means the record is gone already.
+        conn.batch(&cmds).await?;
+        report.deleted = delete.iter().map(|n| lossy(n)).collect();
+
+        // Rules 2 and 3 for held mailboxes not listed: FIND each.
+        let unlisted: Vec<(String, &(String, String))> = held
+            .iter()
+            .filter(|(n, _)| !seen.contains(*n))
+            .map(|(n, um)| (lossy(n), um))
+            .collect();
+        let finds: Vec<MupdateCommand> = unlisted
+            .iter()
+            .map(|(n, _)| MupdateCommand::Find(n.clone()))
+            .collect();
+        let found = conn.batch(&finds).await?;
+        let mut reserve = Vec::new();
+        for ((name, (user, mailbox)), answer) in unlisted.iter().zip(found) {
+            let record = answer
+                .map_err(MupdateError::Refused)?
+                .into_iter()
+                .find(|r| r.name == name.as_bytes());
+            match record {
+                // Recorded here although LIST did not say so (a master whose LIST ignores the
+                // prefix argument, or a record written since by another client): rule 1.
                 Some(r) if self.link.is_ours(r.entry.location()) => {
-                    self.activate_if_needed(&mut conn, &r, user, &mut report)
-                        .await?;
+                    if is_active_at(&r, &location, &owner_acl(user)) {
+                        report.unchanged += 1;
+                    } else {
+                        activate.push(name.clone());
+                    }
                 }
                 Some(r) => {
-                    // Rule 2: another server's name.
                     tracing::warn!(
                         "{user}/{mailbox} ({name}): the master records it at {}; quarantined \
                          (local copy kept, not served)",
                         String::from_utf8_lossy(r.entry.location())
                     );
                     quarantine.insert((user.clone(), mailbox.clone()));
-                    report.quarantined.push(name);
+                    report.quarantined.push(name.clone());
                 }
-                None => match conn.reserve(&name).await {
-                    // Rule 3: unknown to the master.
-                    Ok(()) => {
-                        conn.activate(&name, &owner_acl(user)).await?;
-                        report.registered.push(name);
-                    }
-                    Err(MupdateError::Refused(r)) => {
-                        tracing::warn!(
-                            "{user}/{mailbox} ({name}): RESERVE refused ({r}); quarantined"
-                        );
-                        quarantine.insert((user.clone(), mailbox.clone()));
-                        report.quarantined.push(name);
-                    }
-                    Err(e) => return Err(e),
-                },
+                None => reserve.push((name.clone(), (user.clone(), mailbox.clone()))),
             }
         }
+        let cmds: Vec<MupdateCommand> = reserve
+            .iter()
+            .map(|(n, _)| MupdateCommand::Reserve(n.clone()))
+            .collect();
+        let granted = conn.batch(&cmds).await?;
+        let mut register = Vec::new();
+        for ((name, (user, mailbox)), answer) in reserve.into_iter().zip(granted) {
+            match answer {
+                Ok(_) => register.push(name),
+                Err(r) => {
+                    tracing::warn!("{user}/{mailbox} ({name}): RESERVE refused ({r}); quarantined");
+                    quarantine.insert((user, mailbox));
+                    report.quarantined.push(name);
+                }
+            }
+        }
+
+        // ACTIVATE: rule 1's names and rule 3's granted reservations.
+        let cmds: Vec<MupdateCommand> = activate
+            .iter()
+            .chain(&register)
+            .map(|n| MupdateCommand::Activate {
+                name: n.clone(),
+                acl: owner_acl(&user_of(n.as_bytes())),
+            })
+            .collect();
+        for answer in conn.batch(&cmds).await? {
+            answer.map_err(MupdateError::Refused)?;
+        }
+        report.activated = activate;
+        report.registered = register;
         conn.logout().await;
         if let Ok(mut q) = self.quarantine.lock() {
             *q = quarantine;
         }
         Ok(report)
     }
+}
 
-    /// Rule 1: ACTIVATE a held mailbox recorded at our location unless already active there.
-    async fn activate_if_needed(
-        &self,
-        conn: &mut MupdateConnection,
-        record: &Record,
-        user: &str,
-        report: &mut ReconcileReport,
-    ) -> Result<(), MupdateError> {
-        let acl = owner_acl(user);
-        if is_active_at(record, &self.link.location(), &acl) {
-            report.unchanged += 1;
-            return Ok(());
-        }
-        let name = String::from_utf8_lossy(&record.name).into_owned();
-        conn.activate(&name, &acl).await?;
-        report.activated.push(name);
-        Ok(())
-    }
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 /// The reconciler task: a pass when one is owed (every [`MupdateLink::retry_interval`], or at
