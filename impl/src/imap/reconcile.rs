@@ -34,10 +34,14 @@
 //! 4. recorded at our location but not held → DELETE (a stale reservation or record).
 //!
 //! Every pass re-evaluates every held mailbox, so a quarantine ends by itself once the other
-//! server's record is gone.
+//! server's record is gone. (The model's "give up the local copy" is this quarantine: the name
+//! leaves what the backend serves and claims; the files stay.) A session that had the mailbox
+//! selected before it was quarantined keeps its selection until it selects another.
 //!
-//! A pass runs at start-up before the listener opens. If the master is unreachable, `imapd`
-//! starts anyway and serves its mailboxes (they were its own when it stopped), and passes are
+//! A pass runs at start-up before the listener opens (bounded by [`MupdateLink::timeout`] per
+//! step, 30 s by default). If the master is unreachable, `imapd` starts anyway and serves its
+//! mailboxes (they were its own when it stopped: this is the one window where a name another
+//! backend took meanwhile is still served here, until the first pass succeeds), and passes are
 //! retried every [`MupdateLink::retry_interval`] (default 30 s) until one succeeds; a pass also
 //! runs at once after an operation lost the master mid-way, and every
 //! [`MupdateLink::reconcile_interval`] (default 1 h) regardless. Passes and the MUPDATE part of
