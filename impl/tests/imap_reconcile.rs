@@ -355,96 +355,117 @@ async fn master_unreachable_at_start_then_reconciled_in_the_background() {
     );
 }
 
+/// A master, the proxy in front of it (relaying), a backend through the proxy, alice logged in.
+struct Rig {
+    m: mupdate_common::TestServer,
+    proxy: Proxy,
+    status: watch::Receiver<ReconcileStatus>,
+    c: imap_common::Client<TcpStream>,
+    _backend: TestServer,
+    _data: tempfile::TempDir,
+}
+
+impl Rig {
+    async fn start() -> Rig {
+        let m = mupdate_common::server().await;
+        let data = tempfile::tempdir().unwrap();
+        let proxy = Proxy::start(m.addr, Mode::Relay).await;
+        let link = link(proxy.addr);
+        let status = link.reconcile_status();
+        let backend = backend(&data.path().join("d"), &link).await;
+        let c = backend.alice().await;
+        Rig {
+            m,
+            proxy,
+            status,
+            c,
+            _backend: backend,
+            _data: data,
+        }
+    }
+
+    /// Successful passes so far.
+    fn passes(&self) -> u64 {
+        self.status.borrow().passes
+    }
+
+    /// Relay again and wait for a successful pass after the `before`-th one.
+    async fn heal(&mut self, before: u64) -> ReconcileStatus {
+        self.proxy.set(Mode::Relay);
+        wait_status(&mut self.status, |s| s.passes > before && !s.pending).await
+    }
+}
+
 #[tokio::test]
 async fn connection_lost_before_activate_keeps_the_mailbox_and_a_pass_activates_it() {
-    let m = mupdate_common::server().await;
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(m.addr, Mode::Relay).await;
-    let link = link(proxy.addr);
-    let mut status = link.reconcile_status();
-    let s = backend(&data.path().join("d"), &link).await;
-    let mut c = s.alice().await;
-    let before = status.borrow().passes;
-    proxy.set(Mode::CutBefore("ACTIVATE"));
+    let mut r = Rig::start().await;
+    let before = r.passes();
+    r.proxy.set(Mode::CutBefore("ACTIVATE"));
     // RESERVE committed, ACTIVATE lost: the mailbox stays (the reservation keeps the name
     // ours) and is served; the master shows the reservation until a pass activates it.
-    c.ok("CREATE fresh").await;
+    r.c.ok("CREATE fresh").await;
     assert_eq!(
-        find(m.addr, "user.alice.fresh").await.unwrap(),
+        find(r.m.addr, "user.alice.fresh").await.unwrap(),
         "RESERVE \"user.alice.fresh\" \"backend1!default\""
     );
-    assert!(status.borrow().pending || status.borrow().failures > 0);
-    c.ok("SELECT fresh").await;
-    proxy.set(Mode::Relay);
-    wait_status(&mut status, |s| s.passes > before && !s.pending).await;
+    let st = r.status.borrow().clone();
+    assert!(st.pending || st.failures > 0, "{st:?}");
+    r.c.ok("SELECT fresh").await;
+    r.heal(before).await;
     assert_eq!(
-        find(m.addr, "user.alice.fresh").await,
+        find(r.m.addr, "user.alice.fresh").await,
         active_here("user.alice.fresh")
     );
 }
 
 #[tokio::test]
 async fn lost_answer_to_reserve_leaves_no_reservation_behind() {
-    let m = mupdate_common::server().await;
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(m.addr, Mode::Relay).await;
-    let link = link(proxy.addr);
-    let mut status = link.reconcile_status();
-    let s = backend(&data.path().join("d"), &link).await;
-    let mut c = s.alice().await;
-    let before = status.borrow().passes;
-    proxy.set(Mode::CutAfter("RESERVE"));
+    let mut r = Rig::start().await;
+    let before = r.passes();
+    r.proxy.set(Mode::CutAfter("RESERVE"));
     // The RESERVE committed but its answer was lost: CREATE fails and nothing is local; the
     // pass that follows deletes the stale reservation at our location (rule 4).
-    let (_, t) = c.cmd("CREATE orphan").await;
+    let (_, t) = r.c.cmd("CREATE orphan").await;
     assert!(t.text.contains(" NO [UNAVAILABLE]"), "{t:?}");
-    assert_eq!(c.status("orphan").await, None);
-    proxy.set(Mode::Relay);
-    let st = wait_status(&mut status, |s| s.passes > before && !s.pending).await;
-    assert_eq!(find(m.addr, "user.alice.orphan").await, None, "{st:?}");
+    assert_eq!(r.c.status("orphan").await, None);
+    let st = r.heal(before).await;
+    assert_eq!(find(r.m.addr, "user.alice.orphan").await, None, "{st:?}");
     // The name is free again.
-    c.ok("CREATE orphan").await;
+    r.c.ok("CREATE orphan").await;
 }
 
 #[tokio::test]
 async fn lost_delete_keeps_the_mailbox_and_the_master_consistent() {
-    let m = mupdate_common::server().await;
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(m.addr, Mode::Relay).await;
-    let link = link(proxy.addr);
-    let mut status = link.reconcile_status();
-    let s = backend(&data.path().join("d"), &link).await;
-    let mut c = s.alice().await;
-    c.ok("CREATE doomed").await;
+    let mut r = Rig::start().await;
+    r.c.ok("CREATE doomed").await;
 
     // DELETE never reaches the master: NO, and everything stays as it was.
-    proxy.set(Mode::CutBefore("DELETE"));
-    let (_, t) = c.cmd("DELETE doomed").await;
+    r.proxy.set(Mode::CutBefore("DELETE"));
+    let (_, t) = r.c.cmd("DELETE doomed").await;
     assert!(t.text.contains(" NO [UNAVAILABLE]"), "{t:?}");
-    assert!(c.status("doomed").await.is_some());
+    assert!(r.c.status("doomed").await.is_some());
     assert_eq!(
-        find(m.addr, "user.alice.doomed").await,
+        find(r.m.addr, "user.alice.doomed").await,
         active_here("user.alice.doomed")
     );
 
     // DELETE commits but its answer is lost: NO, the mailbox stays, and the pass registers it
     // again, so the master never lacks a mailbox the backend serves for longer than a pass.
-    let before = status.borrow().passes;
-    proxy.set(Mode::CutAfter("DELETE"));
-    let (_, t) = c.cmd("DELETE doomed").await;
+    let before = r.passes();
+    r.proxy.set(Mode::CutAfter("DELETE"));
+    let (_, t) = r.c.cmd("DELETE doomed").await;
     assert!(t.text.contains(" NO [UNAVAILABLE]"), "{t:?}");
-    assert!(c.status("doomed").await.is_some());
-    proxy.set(Mode::Relay);
-    wait_status(&mut status, |s| s.passes > before && !s.pending).await;
+    assert!(r.c.status("doomed").await.is_some());
+    r.heal(before).await;
     assert_eq!(
-        find(m.addr, "user.alice.doomed").await,
+        find(r.m.addr, "user.alice.doomed").await,
         active_here("user.alice.doomed")
     );
 
     // With the master reachable, DELETE removes both.
-    c.ok("DELETE doomed").await;
-    assert_eq!(c.status("doomed").await, None);
-    assert_eq!(find(m.addr, "user.alice.doomed").await, None);
+    r.c.ok("DELETE doomed").await;
+    assert_eq!(r.c.status("doomed").await, None);
+    assert_eq!(find(r.m.addr, "user.alice.doomed").await, None);
 }
 
 /// Start-up reconcile cost with many mailboxes (prints numbers; asserts the outcome):

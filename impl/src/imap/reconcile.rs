@@ -57,7 +57,8 @@ use tokio::sync::{Notify, RwLock};
 
 use super::mailstore::{MailStore, StoreError};
 use super::mupdate_link::{
-    MupdateCommand, MupdateError, MupdateLink, is_active_at, mupdate_name, owner_acl,
+    MupdateCommand, MupdateConnection, MupdateError, MupdateLink, is_active_at, mupdate_name,
+    owner_acl,
 };
 
 /// The answer text for a quarantined mailbox.
@@ -164,22 +165,34 @@ impl MurderBackend {
         self.wake.notify_one();
     }
 
+    /// A connection on which `name` was RESERVEd at our location; a refusal is `refused` with
+    /// the master's text, a lost answer also owes a reconcile (the RESERVE may have committed).
+    async fn connect_and_reserve(
+        &self,
+        name: &str,
+        refused: &str,
+    ) -> Result<MupdateConnection, String> {
+        let mut conn = self.link.connect().await.map_err(|e| unavailable(&e))?;
+        match conn.reserve(name).await {
+            Ok(()) => Ok(conn),
+            Err(MupdateError::Refused(r)) => {
+                conn.logout().await;
+                Err(format!("{refused} ({r})"))
+            }
+            Err(e) => {
+                self.request_reconcile();
+                Err(unavailable(&e))
+            }
+        }
+    }
+
     /// CREATE in backend mode (see the module docs).
     pub async fn create(&self, user: &str, name: &str) -> Result<(), String> {
         let _op = self.ops.read().await;
         let mname = mupdate_name(user, name);
-        let mut conn = self.link.connect().await.map_err(|e| unavailable(&e))?;
-        match conn.reserve(&mname).await {
-            Ok(()) => {}
-            Err(MupdateError::Refused(r)) => {
-                conn.logout().await;
-                return Err(format!("Mailbox reserved elsewhere ({r})"));
-            }
-            Err(e) => {
-                self.request_reconcile();
-                return Err(unavailable(&e));
-            }
-        }
+        let mut conn = self
+            .connect_and_reserve(&mname, "Mailbox reserved elsewhere")
+            .await?;
         let (store, u, n) = (self.store.clone(), user.to_string(), name.to_string());
         if let Err(e) = blocking(move || store.create(&u, &n)).await {
             if let Err(d) = conn.delete(mname.as_bytes()).await {
@@ -245,18 +258,9 @@ impl MurderBackend {
     pub async fn rename(&self, user: &str, from: &str, to: &str) -> Result<(), String> {
         let _op = self.ops.read().await;
         let (old, new) = (mupdate_name(user, from), mupdate_name(user, to));
-        let mut conn = self.link.connect().await.map_err(|e| unavailable(&e))?;
-        match conn.reserve(&new).await {
-            Ok(()) => {}
-            Err(MupdateError::Refused(r)) => {
-                conn.logout().await;
-                return Err(format!("Cannot reserve the new name: {r}"));
-            }
-            Err(e) => {
-                self.request_reconcile();
-                return Err(unavailable(&e));
-            }
-        }
+        let mut conn = self
+            .connect_and_reserve(&new, "Cannot reserve the new name")
+            .await?;
         let (store, u, f, t) = (
             self.store.clone(),
             user.to_string(),
