@@ -229,6 +229,39 @@ async fn restart_does_not_steal_a_name_reserved_meanwhile() {
     assert!(t.text.contains(" NO"), "{t:?}");
 }
 
+#[tokio::test]
+async fn quarantine_survives_a_restart_while_the_master_is_unreachable() {
+    let m = mupdate_common::server().await;
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().join("d");
+    local_mailboxes(&data, &["taken"], &[]).await;
+    master_cmd(
+        m.addr,
+        "ACTIVATE \"user.alice.taken\" \"other!default\" \"bob\tlrs\t\"",
+    )
+    .await;
+    let proxy = Proxy::start(m.addr, Mode::Relay).await;
+    let link = link(proxy.addr);
+    let s = backend(&data, &link).await;
+    s.handle.shutdown().await;
+    // Restart without a master: the saved quarantine still holds.
+    proxy.set(Mode::Down);
+    let mut status = link.reconcile_status();
+    let before = status.borrow().passes;
+    let s = backend(&data, &link).await;
+    assert!(status.borrow().pending);
+    let mut c = s.alice().await;
+    let (_, t) = c.cmd("SELECT taken").await;
+    assert!(t.text.contains(" NO [UNAVAILABLE]"), "{t:?}");
+    c.ok("SELECT INBOX").await;
+    // The master is back and still says so.
+    proxy.set(Mode::Relay);
+    let st = wait_status(&mut status, |s| s.passes > before && !s.pending).await;
+    assert_eq!(st.last.unwrap().quarantined, ["user.alice.taken"]);
+    let (_, t) = c.cmd("SELECT taken").await;
+    assert!(t.text.contains(" NO [UNAVAILABLE]"), "{t:?}");
+}
+
 /// What the proxy does with the connections it relays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {

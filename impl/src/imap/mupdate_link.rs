@@ -6,8 +6,8 @@
 //! the commands (tags `C00`, `C01`, ...) and `LOGOUT`. The names and values sent:
 //! * mailbox name: `user.<owner>` for INBOX, `user.<owner>.<name>` otherwise, with the IMAP
 //!   hierarchy separator `/` mapped to Cyrus's `.`;
-//! * location: `<server-name>!default` (Cyrus `server!partition`); a record whose location
-//!   starts with `<server-name>!` is this backend's;
+//! * location: `<server-name>!default` (Cyrus `server!partition`); a record whose location is
+//!   `<server-name>` or starts with `<server-name>!` is this backend's;
 //! * ACL (ACTIVATE): `<owner>\tlrswipkxtecda\t`, Cyrus's tab-separated `identifier\trights\t`
 //!   list giving the owner all rights.
 
@@ -121,11 +121,11 @@ impl MupdateLink {
         format!("{}!default", self.server_name)
     }
 
-    /// Whether `location` is this backend's (`<server-name>!` and any partition).
+    /// Whether `location` is this backend's: `<server-name>` alone or with any `!partition`.
     pub fn is_ours(&self, location: &[u8]) -> bool {
         location
             .strip_prefix(self.server_name.as_bytes())
-            .is_some_and(|rest| rest.first() == Some(&b'!'))
+            .is_some_and(|rest| rest.is_empty() || rest.first() == Some(&b'!'))
     }
 
     /// The reconcile passes' outcomes so far (see [`ReconcileStatus`]).
@@ -391,7 +391,8 @@ mod tests {
         assert!(l.is_ours(b"be1!default"));
         assert!(l.is_ours(b"be1!other"));
         assert!(!l.is_ours(b"be10!default"));
-        assert!(!l.is_ours(b"be1"));
+        assert!(l.is_ours(b"be1"));
+        assert!(!l.is_ours(b"be"));
         assert!(!l.is_ours(b"xbe1!default"));
     }
 }

@@ -27,7 +27,8 @@
 //! 2. held but recorded elsewhere → **quarantined**: kept on disk untouched, but not served
 //!    (SELECT, EXAMINE, STATUS, APPEND, COPY, DELETE and RENAME answer
 //!    `NO [UNAVAILABLE] ...`, LIST and LSUB omit it); logged at warn. Never deleted: the data is
-//!    the operator's to move or remove;
+//!    the operator's to move or remove. The list is kept in `<data>/`[`QUARANTINE_FILE`], so it
+//!    holds from the start after a restart, master reachable or not;
 //! 3. held and unknown to the master → RESERVE; granted → ACTIVATE; refused (someone reserved
 //!    it meanwhile) → quarantined as in 2. Never a blind ACTIVATE, which would steal a name
 //!    another backend reserved while this one was down (the model's `Bugs::blind_reactivate`);
@@ -50,6 +51,7 @@
 //! [`MupdateLink::reconcile_status`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -102,6 +104,8 @@ pub struct MurderBackend {
     store: Arc<MailStore>,
     /// `(user, mailbox)` held locally but recorded on another server.
     quarantine: Mutex<BTreeSet<(String, String)>>,
+    /// Where the quarantine list is kept.
+    quarantine_file: PathBuf,
     /// Operations take it shared, a reconcile pass exclusively.
     ops: RwLock<()>,
     pending: AtomicBool,
@@ -124,11 +128,18 @@ async fn blocking<T: Send + 'static>(
 
 impl MurderBackend {
     /// The backend state for `link` over `store` (nothing quarantined, no pass owed).
-    pub fn new(link: MupdateLink, store: Arc<MailStore>) -> MurderBackend {
+    ///
+    /// `data_dir` keeps the quarantine list ([`QUARANTINE_FILE`]) across restarts: the
+    /// mailboxes it names stay unserved until a pass decides again, even if the master cannot
+    /// be reached at start-up.
+    pub fn new(link: MupdateLink, store: Arc<MailStore>, data_dir: &Path) -> MurderBackend {
+        let file = data_dir.join(QUARANTINE_FILE);
+        let quarantine = load_quarantine(&file);
         MurderBackend {
             link,
             store,
-            quarantine: Mutex::new(BTreeSet::new()),
+            quarantine: Mutex::new(quarantine),
+            quarantine_file: file,
             ops: RwLock::new(()),
             pending: AtomicBool::new(false),
             wake: Arc::new(Notify::new()),
@@ -437,11 +448,59 @@ impl MurderBackend {
         report.activated = activate;
         report.registered = register;
         conn.logout().await;
-        if let Ok(mut q) = self.quarantine.lock() {
-            *q = quarantine;
+        let changed = self.quarantine.lock().map(|mut q| {
+            let changed = *q != quarantine;
+            *q = quarantine.clone();
+            changed
+        });
+        if changed.unwrap_or(true)
+            && let Err(e) = save_quarantine(&self.quarantine_file, &quarantine)
+        {
+            tracing::warn!("cannot write {}: {e}", self.quarantine_file.display());
         }
         Ok(report)
     }
+}
+
+/// File in the data directory listing the quarantined mailboxes, one `user<TAB>mailbox` line
+/// each (`%`, TAB, CR and LF written as `%25`, `%09`, `%0D`, `%0A`).
+pub const QUARANTINE_FILE: &str = "mupdate-quarantine";
+
+fn escape(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\t', "%09")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("%09", "\t")
+        .replace("%0D", "\r")
+        .replace("%0A", "\n")
+        .replace("%25", "%")
+}
+
+/// The saved quarantine list (empty when missing or unreadable).
+fn load_quarantine(file: &Path) -> BTreeSet<(String, String)> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return BTreeSet::new();
+    };
+    text.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(u, m)| (unescape(u), unescape(m)))
+        .collect()
+}
+
+/// Replace the saved list atomically (write, fsync, rename).
+fn save_quarantine(file: &Path, q: &BTreeSet<(String, String)>) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = file.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    for (u, m) in q {
+        writeln!(f, "{}\t{}", escape(u), escape(m))?;
+    }
+    f.sync_all()?;
+    std::fs::rename(&tmp, file)
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -473,5 +532,30 @@ pub async fn run_reconciler(backend: Weak<MurderBackend>) {
         }
         let Some(b) = backend.upgrade() else { return };
         let _ = b.reconcile().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quarantine_file_round_trips_any_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(QUARANTINE_FILE);
+        assert!(load_quarantine(&file).is_empty());
+        let q: BTreeSet<(String, String)> = [
+            ("alice".to_string(), "a/b".to_string()),
+            (
+                "bob".to_string(),
+                "tab\there%09 and\r\nnewline %".to_string(),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        save_quarantine(&file, &q).unwrap();
+        assert_eq!(load_quarantine(&file), q);
+        save_quarantine(&file, &BTreeSet::new()).unwrap();
+        assert!(load_quarantine(&file).is_empty());
     }
 }

@@ -72,7 +72,7 @@ impl Shared {
             murder: config
                 .mupdate
                 .clone()
-                .map(|link| Arc::new(MurderBackend::new(link, store.clone()))),
+                .map(|link| Arc::new(MurderBackend::new(link, store.clone(), &config.data_dir))),
             limits: config.limits.clone(),
             faults: config.faults.clone(),
         }
