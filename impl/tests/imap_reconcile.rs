@@ -34,19 +34,66 @@ fn link(master: SocketAddr) -> MupdateLink {
     l
 }
 
-/// One command on the master as `admin`: its data lines; asserts the tagged OK.
+/// One command on a master (ours or Cyrus's) as `user`: its data lines (tag stripped, lines
+/// as received); asserts the tagged OK. Line-based on purpose: independent of impl's parser.
+async fn master_cmd_as(master: SocketAddr, user: &str, password: &str, cmd: &str) -> Vec<String> {
+    let mut c = mupdate_common::Client::connect(master).await;
+    c.send(format!(
+        "A AUTHENTICATE \"PLAIN\" \"{}\"\r\n",
+        mupdate_common::plain(user, password)
+    ))
+    .await;
+    let auth = c.line().await;
+    assert!(auth.starts_with("A OK"), "{auth}");
+    c.send(format!("M {cmd}\r\n")).await;
+    let mut data = Vec::new();
+    loop {
+        let l = quote_literals(&c.response().await);
+        if l.starts_with("M OK") {
+            return data;
+        }
+        assert!(
+            l.starts_with("M MAILBOX") || l.starts_with("M RESERVE"),
+            "{cmd}: {l}"
+        );
+        data.push(l.trim_start_matches("M ").to_string());
+    }
+}
+
+/// A response with each `{n}`/`{n+}` literal (Cyrus sends them) written as a quoted string, so
+/// both masters' answers compare the same way.
+fn quote_literals(r: &[u8]) -> String {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < r.len() {
+        if r[i] == b'{'
+            && let Some(end) = r[i..].windows(3).position(|w| w == b"}\r\n")
+            && let Ok(n) = std::str::from_utf8(&r[i + 1..i + end])
+                .unwrap()
+                .trim_end_matches('+')
+                .parse::<usize>()
+        {
+            let start = i + end + 3;
+            out.push(b'"');
+            out.extend_from_slice(&r[start..start + n]);
+            out.push(b'"');
+            i = start + n;
+        } else {
+            out.push(r[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// [`master_cmd_as`] as our test master's `admin`.
 async fn master_cmd(master: SocketAddr, cmd: &str) -> Vec<String> {
-    let mut c = mupdate_common::Client::admin(master).await;
-    let mut r = c.cmd("M", cmd).await;
-    let last = r.pop().unwrap();
-    assert!(last.starts_with("M OK"), "{cmd}: {last}");
-    r
+    master_cmd_as(master, "admin", "secret", cmd).await
 }
 
 /// The master's record of `name`: `Some("MAILBOX ...")`, `Some("RESERVE ...")` or None.
 async fn find(master: SocketAddr, name: &str) -> Option<String> {
-    let r = master_cmd(master, &format!("FIND \"{name}\"")).await;
-    r.first().map(|l| l.trim_start_matches("M ").to_string())
+    master_cmd(master, &format!("FIND \"{name}\"")).await.pop()
 }
 
 fn active_here(name: &str) -> Option<String> {
@@ -534,4 +581,109 @@ async fn measure_reconcile_pass() {
          RESERVE, ACTIVATE) {cold:?}; warm start (all active: one LIST) {warm:?}",
         n + 1
     );
+}
+
+/// The reconcile against a real Cyrus mupdate master (`conformance/peers/cyrus-mupdate.sh start
+/// master PORT`): `MURDER_CYRUS_MUPDATE=127.0.0.1:PORT` (user `admin`, password
+/// `MURDER_CYRUS_MUPDATE_PASSWORD`, default `peer-secret`), then
+/// `cargo test -p murder-server --test imap_reconcile -- --ignored cyrus`.
+#[tokio::test]
+#[ignore = "needs a Cyrus mupdate master: MURDER_CYRUS_MUPDATE=host:port"]
+async fn reconcile_against_a_cyrus_master() {
+    let addr: SocketAddr = std::env::var("MURDER_CYRUS_MUPDATE")
+        .expect("MURDER_CYRUS_MUPDATE")
+        .parse()
+        .unwrap();
+    let password =
+        std::env::var("MURDER_CYRUS_MUPDATE_PASSWORD").unwrap_or_else(|_| "peer-secret".into());
+    let cmd = |c: String| {
+        let password = password.clone();
+        async move { master_cmd_as(addr, "admin", &password, &c).await }
+    };
+    // Names unique to this run: Cyrus keeps its database between runs.
+    let server = format!("recon{}x{}", std::process::id(), rand::random::<u32>());
+    let user = format!("u{server}");
+    let users =
+        Arc::new(murder_server::auth::UserDb::parse(&format!("{user}:{{PLAIN}}pw\n")).unwrap());
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().join("d");
+    let start = |link: Option<MupdateLink>| {
+        let (users, data) = (users.clone(), data.clone());
+        TestServer::start_with(move |c| {
+            c.users = users;
+            c.data_dir = data;
+            c.mupdate = link;
+        })
+    };
+    let s = start(None).await;
+    let mut c = imap_common::Client::connect(s.handle.local_addr()).await;
+    c.ok(&format!("LOGIN {user} pw")).await;
+    for n in ["here", "elsewhere", "unknown"] {
+        c.ok(&format!("CREATE {n}")).await;
+    }
+    s.handle.shutdown().await;
+    let name = |n: &str| format!("user.{user}.{n}");
+    cmd(format!("RESERVE \"{}\" \"{server}!default\"", name("here"))).await;
+    cmd(format!(
+        "ACTIVATE \"{}\" \"other{server}!default\" \"x\tlrs\t\"",
+        name("elsewhere")
+    ))
+    .await;
+    cmd(format!(
+        "RESERVE \"{}\" \"{server}!default\"",
+        name("stale")
+    ))
+    .await;
+
+    let mut link = MupdateLink::new(
+        addr.to_string(),
+        "admin".into(),
+        password.clone(),
+        server.clone(),
+    );
+    link.retry_interval = Duration::from_millis(50);
+    let s = start(Some(link.clone())).await;
+    let st = link.reconcile_status().borrow().clone();
+    let r = st.last.clone().unwrap_or_else(|| panic!("{st:?}"));
+    assert_eq!(r.activated, [name("here")]);
+    assert_eq!(
+        sorted(&r.registered),
+        [format!("user.{user}"), name("unknown")]
+    );
+    assert_eq!(r.deleted, [name("stale")]);
+    assert_eq!(r.quarantined, [name("elsewhere")]);
+    let acl = format!("{user}\tlrswipkxtecda\t");
+    for n in ["here", "unknown"] {
+        let f = cmd(format!("FIND \"{}\"", name(n))).await;
+        assert_eq!(
+            f,
+            [format!(
+                "MAILBOX \"{}\" \"{server}!default\" \"{acl}\"",
+                name(n)
+            )]
+        );
+    }
+    assert!(cmd(format!("FIND \"{}\"", name("stale"))).await.is_empty());
+    let f = cmd(format!("FIND \"{}\"", name("elsewhere"))).await;
+    assert!(f[0].contains(&format!("other{server}!default")), "{f:?}");
+    let mut c = imap_common::Client::connect(s.handle.local_addr()).await;
+    c.ok(&format!("LOGIN {user} pw")).await;
+    let (_, t) = c.cmd("SELECT elsewhere").await;
+    assert!(t.text.contains(" NO [UNAVAILABLE]"), "{t:?}");
+    // CREATE and DELETE through the Cyrus master.
+    c.ok("CREATE fresh").await;
+    assert_eq!(
+        cmd(format!("FIND \"{}\"", name("fresh"))).await,
+        [format!(
+            "MAILBOX \"{}\" \"{server}!default\" \"{acl}\"",
+            name("fresh")
+        )]
+    );
+    c.ok("DELETE fresh").await;
+    assert!(cmd(format!("FIND \"{}\"", name("fresh"))).await.is_empty());
+    // Clean up what this run left on the Cyrus master.
+    for n in ["here", "elsewhere", "unknown"] {
+        cmd(format!("DELETE \"{}\"", name(n))).await;
+    }
+    cmd(format!("DELETE \"user.{user}\"")).await;
 }
