@@ -92,6 +92,14 @@ pub struct Options {
     /// Password of --user2.
     #[arg(long, global = true)]
     pub password2: Option<String>,
+    /// SASL mechanism the runner logs in with: PLAIN (--user/--password), or GSSAPI (build
+    /// with the cargo feature `gssapi`): the ticket of principal --user from the credential
+    /// cache (KRB5CCNAME), service mupdate@HOST / imap@HOST; no password needed.
+    #[arg(long, global = true, value_name = "MECH", default_value = "PLAIN")]
+    pub sasl_mech: String,
+    /// HOST of the GSSAPI service principal (default: the host of --target).
+    #[arg(long, global = true, value_name = "HOST")]
+    pub sasl_service_host: Option<String>,
     /// Implicit TLS on every connection.
     #[arg(long, global = true, conflicts_with = "starttls")]
     pub tls: bool,
@@ -228,11 +236,17 @@ pub fn target_from(o: &Options, addr: &str) -> Result<Target, String> {
     };
     let server_name =
         tls::server_name(host).ok_or_else(|| format!("--target: bad host {host:?}"))?;
+    let service_host = o
+        .sasl_service_host
+        .as_deref()
+        .unwrap_or(crate::run::gssapi::host_of(addr));
+    let login = crate::run::LoginMech::from_name(&o.sasl_mech, service_host)?;
     Ok(Target {
         addr: addr.to_string(),
         tls_mode,
         tls: config,
         server_name,
+        login,
     })
 }
 
@@ -475,6 +489,10 @@ pub async fn main_with(cli: Cli) -> i32 {
                 info: Arc::new(info),
             };
             run_plans(&o, Arc::new(cfg), vec![plan]).await
+        }
+        None if !o.sasl_mech.eq_ignore_ascii_case("PLAIN") => {
+            eprintln!("conformance: --sasl-mech {} needs --target", o.sasl_mech);
+            EXIT_USAGE
         }
         None => crate::embedded::run_embedded(&o, cfg, selected).await,
     }

@@ -191,6 +191,7 @@ pub async fn run_against(
             tls_mode: TlsMode::Plain,
             tls: emb.client_tls.clone(),
             server_name: server_name.clone(),
+            login: crate::run::LoginMech::Plain,
         };
         // A slave greets once it has synchronised with its master (at most its ready timeout).
         let budget = if slave {

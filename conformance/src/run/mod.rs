@@ -1,9 +1,10 @@
 //! Running cases against a target: connections ([`conn`]), their protocol chores
-//! ([`session`]: greeting, login, STARTTLS), the probe that learns what the target offers
+//! ([`session`]: greeting, login, STARTTLS; [`gssapi`]: the GSSAPI login), the probe that learns what the target offers
 //! ([`probe`]), the executor of one case ([`exec`]) and the suite runner ([`suite`]).
 
 pub mod conn;
 pub mod exec;
+pub mod gssapi;
 pub mod probe;
 pub mod session;
 pub mod suite;
@@ -19,6 +20,7 @@ use rustls::pki_types::ServerName;
 
 use crate::scenario::names::Credentials;
 use crate::scenario::{Need, Protocol};
+pub use gssapi::LoginMech;
 
 /// How the runner's connections use TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -43,6 +45,8 @@ pub struct Target {
     pub tls: Arc<ClientConfig>,
     /// Name to verify the certificate against.
     pub server_name: ServerName<'static>,
+    /// How the runner logs in (`--sasl-mech`).
+    pub login: LoginMech,
 }
 
 /// Settings of one run.
@@ -92,6 +96,10 @@ pub struct TargetInfo {
     pub greeting: String,
     /// Why the second user could not log in, if it could not (its cases are then N/A).
     pub user2_refused: Option<String>,
+    /// How the runner logs in (the target's `--sasl-mech`, copied by the probe); shown in
+    /// reports only when not PLAIN.
+    #[serde(skip_serializing_if = "LoginMech::is_plain")]
+    pub login: LoginMech,
 }
 
 /// Why a case cannot run here: the first unmet need.
@@ -111,7 +119,10 @@ pub fn unmet_need(
             Need::NoStarttls => !info.starttls,
             Need::Plaintext => target.tls_mode == TlsMode::Plain,
             Need::Capability(c) => info.caps.contains(c),
-            Need::Mechanism(m) => info.mechs.contains(m),
+            Need::Mechanism(m) => {
+                info.mechs.contains(m) && !(password_mech(m) && no_password(info, creds))
+            }
+            Need::Login(m) => info.login.name() == m,
         };
         if !met {
             return Some(match n {
@@ -120,9 +131,26 @@ pub fn unmet_need(
                     Some(why) => format!("the second user cannot log in: {why}"),
                     None => "no --user2/--password2 given".to_string(),
                 },
+                Need::Mechanism(m) if info.mechs.contains(m) => {
+                    format!("`{n}` needs a password (--sasl-mech GSSAPI without --password)")
+                }
+                Need::Login(m) => format!(
+                    "the run logs in with {} (--sasl-mech {m})",
+                    info.login.name()
+                ),
                 _ => format!("target lacks `{n}`"),
             });
         }
     }
     None
+}
+
+/// Whether a mechanism sends the password (`$plain` and friends).
+fn password_mech(m: &str) -> bool {
+    m == "PLAIN" || m == "LOGIN"
+}
+
+/// A run logging in without a password (GSSAPI, no `--password`): cases that send one are N/A.
+fn no_password(info: &TargetInfo, creds: &Credentials) -> bool {
+    !info.login.is_plain() && creds.user.as_ref().is_none_or(|(_, p)| p.is_empty())
 }

@@ -205,6 +205,7 @@ pub async fn probe(
         starttls: false,
         greeting: String::from_utf8_lossy(&first.bytes).into_owned(),
         user2_refused: None,
+        login: target.login.clone(),
     };
     let fail = |e: session::StepFail| unreachable(e.message());
     match protocol {
@@ -355,6 +356,7 @@ pub async fn alive(target: &Target, protocol: Protocol, budget: Duration) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::LoginMech;
 
     #[test]
     fn detects_protocols() {
@@ -393,6 +395,7 @@ mod tests {
             starttls: false,
             greeting: String::new(),
             user2_refused: None,
+            login: LoginMech::Plain,
         };
         read_banner(&lines, &mut info);
         assert_eq!(info.role, Role::Slave);
@@ -411,6 +414,7 @@ mod tests {
             starttls: false,
             greeting: String::new(),
             user2_refused: None,
+            login: LoginMech::Plain,
         };
         read_caps(
             &Line {

@@ -229,7 +229,8 @@ impl Tags {
     }
 }
 
-/// Log in with the protocol's usual command (README 3.1).
+/// Log in with the protocol's usual command (README 3.1), or with GSSAPI when the run uses
+/// `--sasl-mech GSSAPI` ([`super::gssapi::login`]; `pass` is then unused).
 #[allow(clippy::too_many_arguments)]
 pub async fn login(
     cs: &mut ConnState,
@@ -241,6 +242,9 @@ pub async fn login(
     deadline: Instant,
     budget: Duration,
 ) -> Result<(), StepFail> {
+    if let Some(info) = info.filter(|i| !i.login.is_plain()) {
+        return super::gssapi::login(cs, tr, tags, protocol, info, user, deadline, budget).await;
+    }
     let tag = tags.fresh();
     let t = String::from_utf8_lossy(&tag).into_owned();
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));

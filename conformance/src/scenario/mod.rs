@@ -89,6 +89,8 @@ pub enum Need {
     Capability(String),
     /// A SASL mechanism.
     Mechanism(String),
+    /// The runner logs in with this SASL mechanism (`--sasl-mech`), e.g. `login:GSSAPI`.
+    Login(String),
 }
 
 impl fmt::Display for Need {
@@ -103,6 +105,7 @@ impl fmt::Display for Need {
             Need::Plaintext => f.write_str("plaintext"),
             Need::Capability(c) => write!(f, "cap:{c}"),
             Need::Mechanism(m) => write!(f, "mech:{m}"),
+            Need::Login(m) => write!(f, "login:{m}"),
         }
     }
 }

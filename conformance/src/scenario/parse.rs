@@ -681,6 +681,10 @@ fn meta(p: &Parser<'_>, fields: &[(String, String, usize)]) -> Result<Meta, Pars
                                 w.strip_prefix("mech:").filter(|c| !c.is_empty())
                             {
                                 Need::Mechanism(m.to_ascii_uppercase())
+                            } else if let Some(m) =
+                                w.strip_prefix("login:").filter(|c| !c.is_empty())
+                            {
+                                Need::Login(m.to_ascii_uppercase())
                             } else {
                                 return Err(at(line, format!("unknown need {w:?}")));
                             }

@@ -15,6 +15,8 @@
 //! * Plaintext LOGIN and AUTHENTICATE PLAIN are allowed unless [`Config::require_tls`] is set
 //!   and the connection is not (yet) TLS; then CAPABILITY shows `LOGINDISABLED` and no
 //!   `AUTH=PLAIN`, and both commands answer NO.
+//! * AUTHENTICATE GSSAPI ([`Config::gssapi`], Kerberos 5 without a security layer) does not
+//!   send a password, so it is offered and accepted before STARTTLS even with `require_tls`.
 //! * [`Limits::max_auth_failures`] (3) failed LOGIN/AUTHENTICATE attempts on one connection:
 //!   the last one's tagged answer is followed by `* BYE` and the connection closes.
 //! * Each user has a private namespace; `INBOX` is created at first login; the hierarchy
@@ -116,6 +118,10 @@ pub struct Config {
     pub faults: Faults,
     /// Test hook: while on, the mail store refuses to commit APPENDs as if the disk were full.
     pub disk_fault: Option<DiskFault>,
+    /// Offer `AUTH=GSSAPI` with these acceptor credentials (service `imap@HOST`; cargo feature
+    /// `gssapi`, always `None` without it). A client principal `user@REALM` of the service's
+    /// realm logs in as `user`, any other as the full principal.
+    pub gssapi: Option<crate::auth::exchange::Acceptor>,
 }
 
 impl Config {
@@ -131,6 +137,7 @@ impl Config {
             limits: Limits::default(),
             faults: Faults::default(),
             disk_fault: None,
+            gssapi: None,
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct Shared {
     pub limits: Limits,
     /// Faults.
     pub faults: Faults,
+    /// GSSAPI acceptor credentials (AUTH=GSSAPI offered when set).
+    pub gssapi: Option<crate::auth::exchange::Acceptor>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -75,6 +77,7 @@ impl Shared {
                 .map(|link| Arc::new(MurderBackend::new(link, store.clone(), &config.data_dir))),
             limits: config.limits.clone(),
             faults: config.faults.clone(),
+            gssapi: config.gssapi.clone(),
         }
     }
 }
@@ -214,8 +217,14 @@ impl Session {
         }
         if self.login_disabled() {
             caps.push_str(" LOGINDISABLED");
-        } else {
-            caps.push_str(" AUTH=PLAIN AUTH=LOGIN");
+        }
+        let mechs = crate::auth::exchange::offered_mechanisms(
+            !self.login_disabled(),
+            self.shared.gssapi.as_ref(),
+        );
+        for m in mechs {
+            caps.push_str(" AUTH=");
+            caps.push_str(m);
         }
         caps
     }
