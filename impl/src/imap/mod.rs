@@ -151,7 +151,4 @@ pub enum ImapError {
     /// The mail store could not be opened or recovered.
     #[error("mail store: {0}")]
     Store(#[from] mailstore::StoreError),
-    /// The start-up MUPDATE resync failed.
-    #[error("MUPDATE resync: {0}")]
-    Mupdate(#[from] mupdate_link::MupdateError),
 }
