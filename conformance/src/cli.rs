@@ -80,6 +80,11 @@ pub struct Options {
     /// Server to test, HOST:PORT. Without it the embedded reference servers are tested.
     #[arg(long, global = true)]
     pub target: Option<String>,
+    /// When --target is a MUPDATE slave: its master, HOST:PORT (same credentials and TLS
+    /// options). Enables the cases that write on the master and look on the slave
+    /// (`needs: slave master`); without it they are N/A.
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub master: Option<String>,
     /// Suite to run (default: detected from the greeting).
     #[arg(long, value_enum, global = true)]
     pub suite: Option<SuiteArg>,
@@ -250,7 +255,30 @@ pub fn target_from(o: &Options, addr: &str) -> Result<Target, String> {
         tls: config,
         server_name,
         login,
+        master: None,
     })
+}
+
+/// `--master`: build the master's target and check that it answers as a MUPDATE server with
+/// the run's credentials. Nothing to do without `--master` or for an IMAP target.
+pub async fn attach_master(
+    o: &Options,
+    target: &mut Target,
+    info: &TargetInfo,
+    cfg: &RunConfig,
+) -> Result<(), String> {
+    let Some(addr) = &o.master else {
+        return Ok(());
+    };
+    if info.protocol != Protocol::Mupdate {
+        return Ok(());
+    }
+    let master = target_from(o, addr).map_err(|e| e.replace("--target", "--master"))?;
+    probe(&master, Some(Protocol::Mupdate), &cfg.creds, cfg.timeout)
+        .await
+        .map_err(|e| format!("--master {addr}: {e}"))?;
+    target.master = Some(Box::new(master));
+    Ok(())
 }
 
 fn random_run_id() -> String {
@@ -372,7 +400,13 @@ fn finish(
             Err(e) => eprintln!("conformance: JUnit: {e}"),
         }
     }
-    report::exit_code(reports)
+    let code = report::exit_code(reports);
+    if code == EXIT_NO_CASE {
+        eprintln!(
+            "conformance: no selected case applied to the target (all N/A or not run): nothing was judged"
+        );
+    }
+    code
 }
 
 /// Run the command line; returns the exit code.
@@ -455,7 +489,7 @@ pub async fn main_with(cli: Cli) -> i32 {
     }
     match &o.target {
         Some(addr) => {
-            let target = match target_from(&o, addr) {
+            let mut target = match target_from(&o, addr) {
                 Ok(t) => t,
                 Err(e) => {
                     eprintln!("conformance: {e}");
@@ -469,6 +503,10 @@ pub async fn main_with(cli: Cli) -> i32 {
                     return EXIT_USAGE;
                 }
             };
+            if let Err(e) = attach_master(&o, &mut target, &info, &cfg).await {
+                eprintln!("conformance: {e}");
+                return EXIT_USAGE;
+            }
             let cases: Vec<Selected> = selected
                 .into_iter()
                 .filter(|s| s.meta.protocol == info.protocol)
@@ -585,7 +623,7 @@ async fn replay(o: &Options, mut cfg: RunConfig, path: &std::path::Path) -> i32 
         eprintln!("conformance: replay needs --target HOST:PORT");
         return EXIT_USAGE;
     };
-    let target = match target_from(o, &addr) {
+    let mut target = match target_from(o, &addr) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("conformance: {e}");
@@ -599,6 +637,10 @@ async fn replay(o: &Options, mut cfg: RunConfig, path: &std::path::Path) -> i32 
             return EXIT_USAGE;
         }
     };
+    if let Err(e) = attach_master(o, &mut target, &info, &cfg).await {
+        eprintln!("conformance: {e}");
+        return EXIT_USAGE;
+    }
     eprintln!(
         "conformance: replaying {} (run {}, case {})",
         b.id, b.run_id, b.index

@@ -45,6 +45,9 @@ pub struct Target {
     pub tls: Arc<ClientConfig>,
     /// Name to verify the certificate against.
     pub server_name: ServerName<'static>,
+    /// The master of this target when it is a MUPDATE slave (`--master`), for the cases that
+    /// write on the master and look on the slave (`needs: slave master`, `open NAME master`).
+    pub master: Option<Box<Target>>,
     /// How the runner logs in (`--sasl-mech`).
     pub login: LoginMech,
 }
@@ -102,6 +105,14 @@ pub struct TargetInfo {
     pub login: LoginMech,
 }
 
+impl TargetInfo {
+    /// `NAME` is advertised: in the capabilities (IMAP) or as a banner line (MUPDATE, where the
+    /// `* STARTTLS` line is kept as [`TargetInfo::starttls`]).
+    pub fn advertises(&self, name: &str) -> bool {
+        self.caps.contains(name) || (name == "STARTTLS" && self.starttls)
+    }
+}
+
 /// Why a case cannot run here: the first unmet need.
 pub fn unmet_need(
     needs: &[Need],
@@ -118,11 +129,13 @@ pub fn unmet_need(
             Need::Starttls => info.starttls && target.tls_mode == TlsMode::Plain,
             Need::NoStarttls => !info.starttls,
             Need::Plaintext => target.tls_mode == TlsMode::Plain,
-            Need::Capability(c) => info.caps.contains(c),
+            Need::Capability(c) => info.advertises(c),
             Need::Mechanism(m) => {
                 info.mechs.contains(m) && !(password_mech(m) && no_password(info, creds))
             }
             Need::Login(m) => info.login.name() == m,
+            Need::NoCapability(c) => !info.advertises(c),
+            Need::MasterPeer => target.master.is_some(),
         };
         if !met {
             return Some(match n {
@@ -131,6 +144,10 @@ pub fn unmet_need(
                     Some(why) => format!("the second user cannot log in: {why}"),
                     None => "no --user2/--password2 given".to_string(),
                 },
+                Need::MasterPeer => {
+                    "no --master given (the master of the slave under test)".to_string()
+                }
+                Need::NoCapability(c) => format!("target advertises {c}"),
                 Need::Mechanism(m) if info.mechs.contains(m) => {
                     format!("`{n}` needs a password (--sasl-mech GSSAPI without --password)")
                 }

@@ -260,28 +260,9 @@ pub async fn probe(
                     .await
                     .map_err(fail)?;
             }
-            if let Some((u, p)) = &creds.user {
-                login(
-                    &mut cs,
-                    &mut tr,
-                    &mut tags,
-                    protocol,
-                    Some(&info),
-                    (u, p),
-                    deadline,
-                    budget,
-                )
-                .await
-                .map_err(|e| ProbeError::Login(e.message()))?;
-                imap_capability(&mut cs, &mut tr, &mut tags, &mut info, deadline, budget)
-                    .await
-                    .map_err(fail)?;
-            }
         }
     }
-    if protocol == Protocol::Mupdate
-        && let Some((u, p)) = &creds.user
-    {
+    if let Some((u, p)) = &creds.user {
         login(
             &mut cs,
             &mut tr,
@@ -294,6 +275,12 @@ pub async fn probe(
         )
         .await
         .map_err(|e| ProbeError::Login(e.message()))?;
+        if protocol == Protocol::Imap {
+            // The capabilities change after login (RFC 3501 6.2.3).
+            imap_capability(&mut cs, &mut tr, &mut tags, &mut info, deadline, budget)
+                .await
+                .map_err(fail)?;
+        }
     }
     if let Some((u, p)) = &creds.user2 {
         let (mut c2, _) = session::open(

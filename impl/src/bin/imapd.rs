@@ -46,6 +46,12 @@ struct Args {
     /// SASL PLAIN password for the MUPDATE master.
     #[arg(long)]
     mupdate_password: Option<String>,
+    /// After a failed MUPDATE operation or reconcile pass, retry the owed pass this often.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    mupdate_retry_secs: u64,
+    /// Run a full reconcile pass with the MUPDATE master this often even when none is owed.
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    mupdate_reconcile_secs: u64,
     /// This backend's name in MUPDATE locations (`NAME!default`), and the host of its GSSAPI
     /// service principal imap/NAME@REALM (default `localhost` for GSSAPI).
     #[arg(long)]
@@ -140,7 +146,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.mupdate_password.clone(),
         args.server_name.clone(),
     ) {
-        config.mupdate = Some(MupdateLink::new(addr, user, pw, name));
+        let mut link = MupdateLink::new(addr, user, pw, name);
+        link.retry_interval = Duration::from_secs(args.mupdate_retry_secs.max(1));
+        link.reconcile_interval = Duration::from_secs(args.mupdate_reconcile_secs.max(1));
+        config.mupdate = Some(link);
     }
     #[cfg(feature = "faults")]
     {

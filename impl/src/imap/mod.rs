@@ -6,7 +6,9 @@
 //! * [`mailstore`]: durable storage (one segment file + one redb transaction per APPEND, group
 //!   commit across sessions, recovery on start).
 //! * [`message`]: header fields, ENVELOPE and a single-part BODYSTRUCTURE for FETCH.
-//! * [`mupdate_link`]: the backend's MUPDATE client (RESERVE/ACTIVATE/DELETE).
+//! * [`mupdate_link`]: the backend's MUPDATE client (RESERVE/ACTIVATE/DELETE/FIND/LIST).
+//! * [`reconcile`]: backend mode: CREATE/DELETE/RENAME through the master, the start-up and
+//!   retried reconcile, quarantined mailboxes.
 //! * [`faults`]: deliberate deviations for the conformance suite's mutant tests.
 //!
 //! # Policies
@@ -29,13 +31,15 @@
 //!   `EXPUNGE` only at the end of a command other than FETCH, STORE or SEARCH.
 //! * COPY / UID COPY answer `[COPYUID ..]`; a missing target is `NO [TRYCREATE]`.
 //! * Backend mode ([`Config::mupdate`]): see [`mupdate_link`] for the names, location and ACL
-//!   sent to the master.
+//!   sent to the master, and [`reconcile`] for what happens when the master and the local
+//!   mailboxes disagree (start-up, lost connections, names taken by another server).
 
 pub mod codec;
 pub mod faults;
 pub mod mailstore;
 pub mod message;
 pub mod mupdate_link;
+pub mod reconcile;
 pub mod server;
 pub mod session;
 
@@ -48,6 +52,7 @@ pub use crate::auth::UserDb;
 pub use crate::net::ServerHandle;
 pub use faults::{DiskFault, Fault, Faults};
 pub use mupdate_link::MupdateLink;
+pub use reconcile::{ReconcileReport, ReconcileStatus};
 pub use server::start;
 
 /// Every limit of the server, with its default.
@@ -146,7 +151,4 @@ pub enum ImapError {
     /// The mail store could not be opened or recovered.
     #[error("mail store: {0}")]
     Store(#[from] mailstore::StoreError),
-    /// The start-up MUPDATE resync failed.
-    #[error("MUPDATE resync: {0}")]
-    Mupdate(#[from] mupdate_link::MupdateError),
 }

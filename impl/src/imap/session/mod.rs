@@ -28,7 +28,7 @@ use super::codec::framer::{Frame, FrameError, Framer, LiteralSpec};
 use super::codec::parser::{Cursor, Piece};
 use super::faults::{Fault, Faults};
 use super::mailstore::MailStore;
-use super::mupdate_link::MupdateLink;
+use super::reconcile::MurderBackend;
 use crate::auth::UserDb;
 use crate::net::{ShutdownSignal, Stream};
 
@@ -45,8 +45,8 @@ pub struct Shared {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// LOGINDISABLED before TLS.
     pub require_tls: bool,
-    /// Backend mode.
-    pub mupdate: Option<MupdateLink>,
+    /// Backend mode: the MUPDATE link, quarantined mailboxes, owed reconcile.
+    pub murder: Option<Arc<MurderBackend>>,
     /// Limits.
     pub limits: Limits,
     /// Faults.
@@ -67,11 +67,14 @@ impl Shared {
     /// From the configuration and the opened store.
     pub fn new(config: &Config, store: Arc<MailStore>) -> Shared {
         Shared {
-            store,
+            store: store.clone(),
             users: config.users.clone(),
             tls: config.tls.clone().map(tokio_rustls::TlsAcceptor::from),
             require_tls: config.require_tls,
-            mupdate: config.mupdate.clone(),
+            murder: config
+                .mupdate
+                .clone()
+                .map(|link| Arc::new(MurderBackend::new(link, store.clone(), &config.data_dir))),
             limits: config.limits.clone(),
             faults: config.faults.clone(),
             gssapi: config.gssapi.clone(),
