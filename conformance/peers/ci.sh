@@ -8,12 +8,15 @@
 #      Dovecot checked by `conformance verify-copy`, ctl_mboxlist -m -> our master;
 #   3. selftest.sh: the peers themselves (Cyrus master/slave/imapd, Dovecot, mailutil copy
 #      Dovecot -> Cyrus checked by verify-copy);
-#   4. impl/tests/kdc/ci.sh: GSSAPI logins to mupdated against a real MIT KDC;
+#   4. impl/tests/kdc/ci.sh: GSSAPI logins to mupdated and imapd against a real MIT KDC (also
+#      `conformance --sasl-mech GSSAPI` and Cyrus mupdatetest/imtest);
 #   5. conformance-peers.sh: the conformance suites against Cyrus mupdate, Cyrus imapd and
 #      Dovecot, each held to its expected-failure file (peers/expected/<peer>.txt); any change in
 #      either direction (a new failure or a listed case passing) fails the step;
 #   6. compat-table.sh --check: the compatibility table in README.md and COMPATIBILITY.md matches
-#      the results of step 5 (and of our servers).
+#      the results of step 5 (and of our servers);
+#   7. imapd's start-up reconcile (a Murder backend's LIST/FIND/RESERVE/ACTIVATE/DELETE pass)
+#      against a real Cyrus mupdate master (impl/tests/imap_reconcile.rs, an ignored cargo test).
 # A missing peer is a loud failure (non-zero exit), never a skip. PEER_PORT_OFFSET (default 0)
 # moves every port (for running next to another user of the default ports).
 set -euo pipefail
@@ -57,5 +60,18 @@ bash "$here/conformance-peers.sh" "$reports"
 step "the published compatibility table is current"
 bash "$here/compat-table.sh" --check --reports "$reports"
 
+step "imapd start-up reconcile against a Cyrus mupdate master"
+recon_dir=$(mktemp -d /tmp/murder-peers-recon.XXXXXX)
+chmod a+x "$recon_dir"
+recon_port=$((13965 + off))
+stop_recon() { PEER_DIR=$recon_dir bash "$here/stop-all.sh" >/dev/null 2>&1 || true; }
+trap stop_recon EXIT
+PEER_DIR=$recon_dir bash "$here/cyrus-mupdate.sh" start master "$recon_port" >/dev/null
+MURDER_CYRUS_MUPDATE=127.0.0.1:$recon_port \
+    cargo test -p murder-server --test imap_reconcile -- --ignored --exact \
+    reconcile_against_a_cyrus_master --nocapture
+stop_recon
+trap - EXIT
+
 echo
-echo "peers: 6 passed, 0 failed ($((SECONDS - t0)) s)"
+echo "peers: 7 passed, 0 failed ($((SECONDS - t0)) s)"
