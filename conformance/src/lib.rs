@@ -12,6 +12,7 @@
 //! * [`bench`]: `conformance bench`, the black-box load generator.
 //! * [`coverage`]: the requirement tables and `--coverage`.
 //! * [`embedded`]: the reference servers started in-process when no `--target` is given.
+//! * [`stress`]: `conformance stress`, random concurrent workloads checked against the model.
 
 pub mod bench;
 pub mod cli;
@@ -21,4 +22,5 @@ pub mod embedded;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod stress;
 pub mod wire;

@@ -192,11 +192,7 @@ impl Spec {
             (None, None) => Some(DEFAULT_DURATION),
             (d, _) => d,
         };
-        Budget {
-            deadline: duration.map(|d| Instant::now() + d),
-            ops: self.ops,
-            taken: AtomicU64::new(0),
-        }
+        Budget::new(duration, self.ops)
     }
 }
 
@@ -209,6 +205,16 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// A budget ending at `duration` from now and/or after `ops` operations (whichever comes
+    /// first; `None` does not bound).
+    pub fn new(duration: Option<Duration>, ops: Option<u64>) -> Budget {
+        Budget {
+            deadline: duration.map(|d| Instant::now() + d),
+            ops,
+            taken: AtomicU64::new(0),
+        }
+    }
+
     /// Claim one more operation; false once the phase is over.
     pub fn take(&self) -> bool {
         if self.deadline.is_some_and(|d| Instant::now() >= d) {

@@ -1,0 +1,496 @@
+//! Linearizability of a recorded history against the oracle
+//! ([`murder_model::MailboxDb::apply`]).
+//!
+//! Every command of the MUPDATE workload is about one name, and the oracle's behaviour on a name
+//! depends only on that name's record, so the history is checked one name at a time
+//! (P-compositionality: a history is linearizable iff each per-name sub-history is). For one name
+//! the search is Wing & Gong's with Lowe's memoisation: depth-first, at each step any op that
+//! no unlinearized op precedes in real time may go next; a pair (set of linearized ops, state)
+//! already explored is never explored again. Pending ops (no reply) may take effect at any point
+//! after their invocation or never. The search is bounded by a step count: past it the verdict
+//! is [`Verdict::Inconclusive`], never a hang and never a false failure.
+
+use std::collections::HashSet;
+
+use murder_model::{MailboxDb, MailboxEntry, Record};
+
+use super::history::Op;
+
+/// Default search steps per name before giving up as inconclusive.
+pub const DEFAULT_MAX_STEPS: u64 = 2_000_000;
+/// Search steps each shrinking attempt may take.
+pub const SHRINK_STEPS: u64 = 200_000;
+/// Checks the shrinker may run in total.
+pub const SHRINK_CHECKS: usize = 400;
+
+/// Result of one check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Some order consistent with real time explains every reply.
+    Linearizable,
+    /// No order does.
+    NotLinearizable,
+    /// The step budget ran out first.
+    Inconclusive,
+}
+
+/// One op as the search sees it.
+struct Item<'a> {
+    invoke: u64,
+    /// `u64::MAX` for a pending op.
+    complete: u64,
+    op: &'a Op,
+}
+
+impl Item<'_> {
+    fn pending(&self) -> bool {
+        self.op.outcome.is_none()
+    }
+}
+
+/// The oracle on one name: the record after `op` and whether the reply matches (always for a
+/// pending op).
+fn step(state: &Option<MailboxEntry>, op: &Op) -> (Option<MailboxEntry>, bool) {
+    let mut db: MailboxDb = state
+        .iter()
+        .filter_map(|e| {
+            op.command.name().map(|n| Record {
+                name: n.to_vec(),
+                entry: e.clone(),
+            })
+        })
+        .collect();
+    let (reply, _) = db.apply(&op.command);
+    let after = op.command.name().and_then(|n| db.get(n).cloned());
+    let ok = op.outcome.as_ref().is_none_or(|o| o.matches(&reply));
+    (after, ok)
+}
+
+/// A search node: the op applied to reach it (to undo on the way back), and its choices.
+struct Frame {
+    applied: Option<(usize, Option<MailboxEntry>)>,
+    choices: Vec<(usize, bool)>,
+    next: usize,
+}
+
+/// Check the ops of one name (any order; all must be about the same name), starting from
+/// `initial`, within `max_steps` search steps.
+pub fn check_name(ops: &[&Op], initial: Option<MailboxEntry>, max_steps: u64) -> Verdict {
+    search(ops, initial, max_steps, None)
+}
+
+/// Every state a linearization of `ops` from `initial` can end in (empty when none exists);
+/// `None` when the step budget ran out.
+pub fn end_states(
+    ops: &[&Op],
+    initial: Option<MailboxEntry>,
+    max_steps: u64,
+) -> Option<Vec<Option<MailboxEntry>>> {
+    let mut ends = Vec::new();
+    match search(ops, initial, max_steps, Some(&mut ends)) {
+        Verdict::Inconclusive => None,
+        _ => Some(ends),
+    }
+}
+
+/// The depth-first search. With `ends`, it does not stop at the first linearization: it
+/// collects the final state of every one (and answers `NotLinearizable` when done).
+fn search(
+    ops: &[&Op],
+    initial: Option<MailboxEntry>,
+    max_steps: u64,
+    mut ends: Option<&mut Vec<Option<MailboxEntry>>>,
+) -> Verdict {
+    let mut items: Vec<Item<'_>> = ops
+        .iter()
+        .map(|op| Item {
+            invoke: op.invoke_us,
+            complete: match (&op.outcome, op.complete_us) {
+                (Some(_), Some(c)) => c,
+                _ => u64::MAX,
+            },
+            op,
+        })
+        .collect();
+    items.sort_by_key(|i| (i.invoke, i.op.id));
+    let n = items.len();
+    let mut done = vec![false; n];
+    let mut done_count = 0usize;
+    let mut prefix = 0usize;
+    let mut state = initial;
+    let mut memo: HashSet<(usize, Vec<u32>, Option<MailboxEntry>)> = HashSet::new();
+    let mut steps = 0u64;
+    let mut stack = vec![Frame {
+        applied: None,
+        choices: choices(&items, &done, prefix),
+        next: 0,
+    }];
+    loop {
+        if done_count == n {
+            match ends.as_deref_mut() {
+                None => return Verdict::Linearizable,
+                Some(e) => {
+                    if !e.contains(&state) {
+                        e.push(state.clone());
+                    }
+                    // Dead end on purpose: backtrack to find the other orders.
+                    if let Some(top) = stack.last_mut() {
+                        top.next = top.choices.len();
+                    }
+                }
+            }
+        }
+        let Some(top) = stack.last_mut() else {
+            return Verdict::NotLinearizable;
+        };
+        let Some(&(i, apply)) = top.choices.get(top.next) else {
+            if let Some(f) = stack.pop()
+                && let Some((i, prev)) = f.applied
+            {
+                if let Some(d) = done.get_mut(i) {
+                    *d = false;
+                }
+                done_count -= 1;
+                prefix = prefix.min(i);
+                state = prev;
+            }
+            continue;
+        };
+        top.next += 1;
+        steps += 1;
+        if steps > max_steps {
+            return Verdict::Inconclusive;
+        }
+        let Some(item) = items.get(i) else {
+            continue;
+        };
+        let after = if apply {
+            let (after, ok) = step(&state, item.op);
+            // A pending op that would change nothing is the same as dropping it.
+            if !ok || (item.pending() && after == state) {
+                continue;
+            }
+            after
+        } else {
+            state.clone()
+        };
+        if let Some(d) = done.get_mut(i) {
+            *d = true;
+        }
+        done_count += 1;
+        let old_prefix = prefix;
+        while done.get(prefix).copied().unwrap_or(false) {
+            prefix += 1;
+        }
+        let tail: Vec<u32> = (prefix..n)
+            .filter(|&j| done.get(j).copied().unwrap_or(false))
+            .map(|j| u32::try_from(j).unwrap_or(u32::MAX))
+            .collect();
+        if !memo.insert((prefix, tail, after.clone())) {
+            if let Some(d) = done.get_mut(i) {
+                *d = false;
+            }
+            done_count -= 1;
+            prefix = old_prefix;
+            continue;
+        }
+        let prev = std::mem::replace(&mut state, after);
+        stack.push(Frame {
+            applied: Some((i, prev)),
+            choices: choices(&items, &done, prefix),
+            next: 0,
+        });
+    }
+}
+
+/// The moves from a node: every unlinearized op invoked before the earliest completion among
+/// the unlinearized ops may go next (applied); a pending one may also be dropped.
+fn choices(items: &[Item<'_>], done: &[bool], prefix: usize) -> Vec<(usize, bool)> {
+    let mut out = Vec::new();
+    let mut min_complete = u64::MAX;
+    for (j, item) in items.iter().enumerate().skip(prefix) {
+        if item.invoke > min_complete {
+            break;
+        }
+        if done.get(j).copied().unwrap_or(true) {
+            continue;
+        }
+        min_complete = min_complete.min(item.complete);
+        out.push((j, true));
+        if item.pending() {
+            out.push((j, false));
+        }
+    }
+    out
+}
+
+/// The ops of `ops` cut at `at_us`: those invoked before it, and those among them that had not
+/// completed by then turned pending. A cut of a linearizable history is linearizable, so a
+/// failing cut proves the whole history fails.
+fn cut(ops: &[Op], at_us: u64) -> Vec<Op> {
+    ops.iter()
+        .filter(|o| o.invoke_us < at_us)
+        .map(|o| {
+            let mut o = o.clone();
+            if o.complete_us.is_none_or(|c| c >= at_us) {
+                o.complete_us = None;
+                o.outcome = None;
+            }
+            o
+        })
+        .collect()
+}
+
+/// Whether `ops` fail from every state of `starts` (a proof within the step budget).
+fn fails_from(ops: &[Op], starts: &[Option<MailboxEntry>]) -> bool {
+    let refs: Vec<&Op> = ops.iter().collect();
+    starts
+        .iter()
+        .all(|s| check_name(&refs, s.clone(), SHRINK_STEPS) == Verdict::NotLinearizable)
+}
+
+/// A failing sub-history, as [`shrink`] finds it.
+#[derive(Clone, Debug)]
+pub struct Shrunk {
+    /// Ops before a quiescent instant (none in flight) that were replaced by their end states.
+    pub skipped: usize,
+    /// The states those ops can leave the name in (every linearization of them); the ops below
+    /// fail from each. `[None]` when nothing was skipped (the name starts absent).
+    pub starts: Vec<Option<MailboxEntry>>,
+    /// The ops.
+    pub ops: Vec<Op>,
+}
+
+/// A small failing sub-history of one name's failing history `ops` (which starts from an absent
+/// record), each step keeping it a proof that the whole history fails:
+/// 1. the latest quiescent instant (every op before it completed before it) such that the ops
+///    after it fail from every state the ops before it can end in: those are skipped;
+/// 2. the earliest real-time cut that still fails (ops in flight at the cut become pending);
+/// 3. ops that completed without changing anything (reads, refusals) dropped one by one while
+///    it still fails.
+///
+/// Bounded by [`SHRINK_CHECKS`] checks of [`SHRINK_STEPS`] steps.
+pub fn shrink(ops: &[Op]) -> Shrunk {
+    let mut ops: Vec<Op> = ops.to_vec();
+    ops.sort_by_key(|o| (o.invoke_us, o.id));
+    let mut checks = 0usize;
+    let mut starts: Vec<Option<MailboxEntry>> = vec![None];
+    let mut skipped = 0;
+    // 1. Quiescent instants, latest first.
+    let mut quiescent = Vec::new();
+    let mut max_complete = 0u64;
+    for (k, o) in ops.iter().enumerate() {
+        if k > 0 && max_complete < o.invoke_us {
+            quiescent.push(k);
+        }
+        max_complete = max_complete.max(o.complete_us.unwrap_or(u64::MAX));
+    }
+    for &k in quiescent.iter().rev() {
+        if checks >= SHRINK_CHECKS / 2 {
+            break;
+        }
+        checks += 1;
+        let before: Vec<&Op> = ops.iter().take(k).collect();
+        let Some(ends) = end_states(&before, None, SHRINK_STEPS) else {
+            continue;
+        };
+        let after: Vec<Op> = ops.iter().skip(k).cloned().collect();
+        if !ends.is_empty() && fails_from(&after, &ends) {
+            skipped = k;
+            starts = ends;
+            ops = after;
+            break;
+        }
+    }
+    // 2. Binary search over the cut instants (each op's invocation, and the end).
+    let instants: Vec<u64> = ops
+        .iter()
+        .map(|o| o.invoke_us)
+        .chain(std::iter::once(u64::MAX))
+        .collect();
+    let (mut lo, mut hi) = (0usize, instants.len().saturating_sub(1));
+    while lo < hi && checks < SHRINK_CHECKS {
+        let mid = lo + (hi - lo) / 2;
+        checks += 1;
+        if instants
+            .get(mid)
+            .is_some_and(|&t| fails_from(&cut(&ops, t), &starts))
+        {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let mut best = match instants.get(hi) {
+        Some(&t) if t != u64::MAX => {
+            let c = cut(&ops, t);
+            if fails_from(&c, &starts) { c } else { ops }
+        }
+        _ => ops,
+    };
+    // 3. Inert ops.
+    let mut i = 0;
+    while i < best.len() && checks < SHRINK_CHECKS {
+        if best.get(i).is_some_and(Op::is_inert) {
+            let mut fewer = best.clone();
+            fewer.remove(i);
+            checks += 1;
+            if fails_from(&fewer, &starts) {
+                best = fewer;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    Shrunk {
+        skipped,
+        starts,
+        ops: best,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stress::history::{Outcome, Status};
+    use murder_model::Command;
+
+    fn op(id: usize, cmd: Command, t: (u64, Option<u64>), status: Option<Status>) -> Op {
+        Op {
+            id,
+            client: id,
+            command: cmd,
+            invoke_us: t.0,
+            complete_us: t.1,
+            outcome: status.map(|status| Outcome {
+                status,
+                data: Vec::new(),
+            }),
+            sent: Vec::new(),
+            received: Vec::new(),
+        }
+    }
+
+    fn reserve(loc: &str) -> Command {
+        Command::Reserve {
+            name: b"n".to_vec(),
+            location: loc.as_bytes().to_vec(),
+        }
+    }
+
+    fn check(ops: &[Op]) -> Verdict {
+        check_name(&ops.iter().collect::<Vec<_>>(), None, 10_000)
+    }
+
+    #[test]
+    fn one_winner_of_a_concurrent_reserve_is_linearizable() {
+        let ops = [
+            op(0, reserve("a"), (0, Some(10)), Some(Status::No)),
+            op(1, reserve("b"), (1, Some(9)), Some(Status::Ok)),
+        ];
+        assert_eq!(check(&ops), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn two_winners_are_not() {
+        let ops = [
+            op(0, reserve("a"), (0, Some(10)), Some(Status::Ok)),
+            op(1, reserve("b"), (1, Some(9)), Some(Status::Ok)),
+        ];
+        assert_eq!(check(&ops), Verdict::NotLinearizable);
+    }
+
+    #[test]
+    fn real_time_order_is_respected() {
+        // RESERVE completed before DELETE began: the DELETE must see it.
+        let del = Command::Delete {
+            name: b"n".to_vec(),
+        };
+        let ops = [
+            op(0, reserve("a"), (0, Some(5)), Some(Status::Ok)),
+            op(1, del.clone(), (6, Some(9)), Some(Status::No)),
+        ];
+        assert_eq!(check(&ops), Verdict::NotLinearizable);
+        let overlapping = [
+            op(0, reserve("a"), (0, Some(7)), Some(Status::Ok)),
+            op(1, del, (6, Some(9)), Some(Status::No)),
+        ];
+        assert_eq!(check(&overlapping), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn pending_ops_may_or_may_not_have_taken_effect() {
+        let ops = [
+            op(0, reserve("a"), (0, None), None),
+            op(1, reserve("b"), (10, Some(20)), Some(Status::No)),
+        ];
+        assert_eq!(check(&ops), Verdict::Linearizable);
+        let ops = [
+            op(0, reserve("a"), (0, None), None),
+            op(1, reserve("b"), (10, Some(20)), Some(Status::Ok)),
+        ];
+        assert_eq!(check(&ops), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn find_data_must_match_the_state() {
+        let find = Command::Find {
+            name: b"n".to_vec(),
+        };
+        let mut f = op(1, find, (10, Some(20)), Some(Status::Ok));
+        let ops = [
+            op(0, reserve("a"), (0, Some(5)), Some(Status::Ok)),
+            f.clone(),
+        ];
+        assert_eq!(check(&ops), Verdict::NotLinearizable);
+        if let Some(o) = &mut f.outcome {
+            o.data.push(Record {
+                name: b"n".to_vec(),
+                entry: MailboxEntry::Reserved {
+                    location: b"a".to_vec(),
+                },
+            });
+        }
+        let ops = [op(0, reserve("a"), (0, Some(5)), Some(Status::Ok)), f];
+        assert_eq!(check(&ops), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn the_step_bound_gives_inconclusive() {
+        let ops: Vec<Op> = (0..12)
+            .map(|i| op(i, reserve("a"), (0, Some(100)), Some(Status::Ok)))
+            .collect();
+        let refs: Vec<&Op> = ops.iter().collect();
+        assert_eq!(check_name(&refs, None, 50), Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn shrinking_keeps_a_failing_core() {
+        let find = Command::Find {
+            name: b"n".to_vec(),
+        };
+        let mut ops = Vec::new();
+        for i in 0..20u64 {
+            ops.push(op(
+                ops.len(),
+                find.clone(),
+                (i * 10, Some(i * 10 + 5)),
+                Some(Status::Ok),
+            ));
+        }
+        ops.push(op(20, reserve("a"), (300, Some(310)), Some(Status::Ok)));
+        ops.push(op(21, reserve("b"), (320, Some(330)), Some(Status::Ok)));
+        ops.push(op(22, find, (400, Some(410)), Some(Status::Ok)));
+        let small = shrink(&ops);
+        assert!(fails_from(&small.ops, &small.starts));
+        let ids: Vec<usize> = small.ops.iter().map(|o| o.id).collect();
+        assert_eq!(ids, vec![21]);
+        assert_eq!(small.skipped, 21);
+        assert_eq!(
+            small.starts,
+            vec![Some(MailboxEntry::Reserved {
+                location: b"a".to_vec()
+            })]
+        );
+    }
+}
