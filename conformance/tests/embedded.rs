@@ -74,8 +74,8 @@ const FULL_CORPUS: (usize, usize) = (72, 50);
 /// only the final state as strict; Cyrus collapses intermediate states too.
 const PERMITTED_BY_RFC: &[&str] = &["mupdate:CoalesceStream"];
 
-/// Faults only a concurrent workload can see (`conformance stress` finds them, shown by
-/// tests/stress.rs): a transcript may catch them, none has to.
+/// Faults only concurrency shows: `conformance stress` must find them (tests/stress.rs); the
+/// corpus's race cases may catch them too (today `mupdate/reserve-race` does), but none has to.
 /// `ReserveRace`: two RESERVEs of one free name inside a 100 ms window both get OK.
 const CAUGHT_ONLY_BY_STRESS: &[&str] = &["mupdate:ReserveRace"];
 

@@ -444,6 +444,10 @@ fn write_json(path: &Path, reports: &[StressReport]) -> std::io::Result<()> {
 pub async fn main(o: &Options, a: &StressArgs) -> i32 {
     let mut reports = Vec::new();
     let mut failed_to_run = false;
+    if o.tls || o.starttls {
+        eprintln!("conformance stress: plain TCP only (loopback targets); drop --tls/--starttls");
+        return EXIT_USAGE;
+    }
     match &o.target {
         Some(addr) => {
             if let Err(e) = check_loopback(addr) {

@@ -260,6 +260,15 @@ async fn start_streams(
 /// Run the workload and collect the history.
 pub async fn run(spec: &Spec) -> Result<MupdateRun, BenchError> {
     let names = Arc::new(pool(&spec.run_id, spec.names));
+    // The names start absent (the checkers assume it): remove leftovers of an earlier run that
+    // reused this run id (`--run-id`), before any stream registers.
+    let mut setup = login(spec).await?;
+    for name in names.iter() {
+        setup
+            .command(&format!("DELETE {}", quote(&String::from_utf8_lossy(name))))
+            .await?;
+    }
+    drop(setup);
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let mut streams = start_streams(spec, &names, start, &stop).await?;

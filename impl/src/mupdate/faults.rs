@@ -53,8 +53,8 @@ pub enum Fault {
     UpdateRefused,
     /// RESERVE checks that the name is free, waits [`RESERVE_RACE_WINDOW`], then commits the
     /// reservation unconditionally: two concurrent RESERVEs of one free name can both get OK
-    /// (sequential RESERVEs stay correct). Only a concurrent workload (`conformance stress`) can
-    /// see it.
+    /// (sequential RESERVEs stay correct). Only concurrent clients can see it (`conformance
+    /// stress`, race scenarios).
     ReserveRace,
 }
 
