@@ -10,7 +10,7 @@
 //! after their invocation or never. The search is bounded by a step count: past it the verdict
 //! is [`Verdict::Inconclusive`], never a hang and never a false failure.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use murder_model::{Command, MailboxDb, MailboxEntry, Record, Refusal, Reply};
 
@@ -22,6 +22,8 @@ pub const DEFAULT_MAX_STEPS: u64 = 2_000_000;
 pub const SHRINK_STEPS: u64 = 200_000;
 /// Checks the shrinker may run in total.
 pub const SHRINK_CHECKS: usize = 400;
+/// Quiescent instants the shrinker tries, latest first, below the last linearizable prefix.
+pub const QUIESCENT_TRIES: usize = 8;
 
 /// Result of one check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +130,8 @@ fn search(
     let n = items.len();
     let mut done = vec![false; n];
     let mut done_count = 0usize;
+    // The same, as a set: the memo key's linearized ops beyond the prefix come from it.
+    let mut done_set: BTreeSet<usize> = BTreeSet::new();
     let mut prefix = 0usize;
     let mut state = initial;
     let mut memo: HashSet<(usize, Vec<u32>, Option<MailboxEntry>)> = HashSet::new();
@@ -162,6 +166,7 @@ fn search(
                 if let Some(d) = done.get_mut(i) {
                     *d = false;
                 }
+                done_set.remove(&i);
                 done_count -= 1;
                 prefix = prefix.min(i);
                 state = prev;
@@ -194,14 +199,16 @@ fn search(
         while done.get(prefix).copied().unwrap_or(false) {
             prefix += 1;
         }
-        let tail: Vec<u32> = (prefix..n)
-            .filter(|&j| done.get(j).copied().unwrap_or(false))
-            .map(|j| u32::try_from(j).unwrap_or(u32::MAX))
+        done_set.insert(i);
+        let tail: Vec<u32> = done_set
+            .range(prefix..)
+            .map(|&j| u32::try_from(j).unwrap_or(u32::MAX))
             .collect();
         if !memo.insert((prefix, tail, after.clone())) {
             if let Some(d) = done.get_mut(i) {
                 *d = false;
             }
+            done_set.remove(&i);
             done_count -= 1;
             prefix = old_prefix;
             continue;
@@ -297,17 +304,30 @@ pub fn shrink(ops: &[Op]) -> Shrunk {
         }
         max_complete = max_complete.max(o.complete_us.unwrap_or(u64::MAX));
     }
-    for &k in quiescent.iter().rev() {
-        if checks >= SHRINK_CHECKS / 2 {
-            break;
-        }
-        checks += 1;
+    // The prefixes before quiescent instants that are linearizable form an initial run (a
+    // prefix at a quiescent instant of a linearizable history is linearizable): binary search
+    // for the last one, then try it and a few earlier ones.
+    let prefix_ends = |k: usize| {
         let before: Vec<&Op> = ops.iter().take(k).collect();
-        let Some(ends) = end_states(&before, None, SHRINK_STEPS) else {
+        end_states(&before, None, SHRINK_STEPS).filter(|e| !e.is_empty())
+    };
+    let (mut lo, mut hi) = (0usize, quiescent.len());
+    while lo < hi && checks < SHRINK_CHECKS / 4 {
+        let mid = lo + (hi - lo) / 2;
+        checks += 1;
+        if quiescent.get(mid).and_then(|&k| prefix_ends(k)).is_some() {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    for &k in quiescent.iter().take(lo).rev().take(QUIESCENT_TRIES) {
+        checks += 1;
+        let Some(ends) = prefix_ends(k) else {
             continue;
         };
         let after: Vec<Op> = ops.iter().skip(k).cloned().collect();
-        if !ends.is_empty() && fails_from(&after, &ends) {
+        if fails_from(&after, &ends) {
             skipped = k;
             starts = ends;
             ops = after;

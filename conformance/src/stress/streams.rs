@@ -28,46 +28,58 @@ pub fn show_state(s: &Option<MailboxEntry>) -> String {
 }
 
 /// The writes of a history by (name, state they produce), each list in invocation order.
-type Producers<'a> = HashMap<(&'a [u8], Option<MailboxEntry>), Vec<&'a Op>>;
+type Producers<'a> = HashMap<&'a [u8], HashMap<Option<MailboxEntry>, Vec<&'a Op>>>;
 
 fn index(ops: &[Op]) -> Producers<'_> {
     let mut map: Producers<'_> = HashMap::new();
     for o in ops {
         if let (Some(name), Some(state)) = (o.command.name(), o.post_state()) {
-            map.entry((name, state)).or_default().push(o);
+            map.entry(name)
+                .or_default()
+                .entry(state)
+                .or_default()
+                .push(o);
         }
     }
-    for v in map.values_mut() {
+    for v in map.values_mut().flat_map(HashMap::values_mut) {
         v.sort_by_key(|o| (o.invoke_us, o.id));
     }
     map
 }
 
 /// Writes that could have produced `line`: on its name, producing its state, sent before it
-/// arrived.
-fn producers<'a>(index: &Producers<'a>, line: &StreamLine) -> Vec<&'a Op> {
-    match index.get(&(line.name.as_slice(), line.state.clone())) {
+/// arrived (in invocation order).
+fn producers<'i, 'a>(index: &'i Producers<'a>, line: &StreamLine) -> &'i [&'a Op] {
+    match index
+        .get(line.name.as_slice())
+        .and_then(|m| m.get(&line.state))
+    {
         Some(v) => {
             let n = v.partition_point(|o| o.invoke_us <= line.at_us);
-            v.get(..n).unwrap_or_default().to_vec()
+            v.get(..n).unwrap_or_default()
         }
-        None => Vec::new(),
+        None => &[],
     }
 }
 
-/// Two ops with the smallest invocation (to be the earlier one of an ordered pair).
-fn two_by<'a>(ops: &[&'a Op], key: impl Fn(&Op) -> u64) -> Vec<&'a Op> {
-    let mut v: Vec<&Op> = ops.to_vec();
-    v.sort_by_key(|o| (key(o), o.id));
-    v.truncate(2);
-    v
+/// The two ops of `ops` that completed last (pending ones count as never completing).
+fn latest_two<'a>(ops: &[&'a Op]) -> Vec<&'a Op> {
+    let key = |o: &Op| (o.complete_us.unwrap_or(u64::MAX), o.id);
+    let mut best: Vec<&Op> = Vec::with_capacity(2);
+    for &o in ops {
+        best.push(o);
+        best.sort_by_key(|b| std::cmp::Reverse(key(b)));
+        best.truncate(2);
+    }
+    best
 }
 
 /// Whether some `a` in `first` and distinct `b` in `second` can be in that order: `b` did not
-/// complete before `a` was invoked.
+/// complete before `a` was invoked. (`first` is in invocation order: its first two are the
+/// earliest.)
 fn can_follow(first: &[&Op], second: &[&Op]) -> bool {
-    let earliest = two_by(first, |o| o.invoke_us);
-    let latest = two_by(second, |o| u64::MAX - o.complete_us.unwrap_or(u64::MAX));
+    let earliest = first.get(..2).unwrap_or(first);
+    let latest = latest_two(second);
     earliest.iter().any(|a| {
         latest
             .iter()
@@ -86,7 +98,7 @@ pub fn check_streams(
     let writes = index(ops);
     let mut out = Vec::new();
     for s in streams {
-        let mut last: BTreeMap<&[u8], (&StreamLine, Vec<&Op>)> = BTreeMap::new();
+        let mut last: BTreeMap<&[u8], (&StreamLine, &[&Op])> = BTreeMap::new();
         for line in &s.lines {
             let cands = producers(&writes, line);
             let name = String::from_utf8_lossy(&line.name).to_string();
@@ -103,7 +115,7 @@ pub fn check_streams(
                     detail: format!("  S: {}\n", visible(&line.raw)),
                 });
             } else if let Some((prev, prev_cands)) = last.get(line.name.as_slice())
-                && !can_follow(prev_cands, &cands)
+                && !can_follow(prev_cands, cands)
             {
                 let mut detail = format!(
                     "  S: {} (at {})\n  S: {} (at {})\n  writes that produce the first:\n",
