@@ -364,6 +364,17 @@ pub fn check_loopback(addr: &str) -> Result<(), BenchError> {
     }
 }
 
+/// The credentials for a loopback `--target` of a load-generating subcommand (`bench`,
+/// `stress`): refuses a non-loopback target and a missing `--user`.
+pub fn loopback_login(o: &Options, addr: &str) -> Result<(String, String), BenchError> {
+    check_loopback(addr)?;
+    let user = o
+        .user
+        .clone()
+        .ok_or_else(|| BenchError::Usage("--target needs --user and --password".into()))?;
+    Ok((user, o.password.clone().unwrap_or_default()))
+}
+
 /// Run one workload against `spec.addr`.
 pub async fn execute(
     spec: &Spec,
@@ -455,15 +466,14 @@ pub async fn main(o: &Options, b: &BenchArgs) -> i32 {
     let progress = progress::Progress::new(std::io::stderr().is_terminal());
     let (result, pid) = match &o.target {
         Some(addr) => {
-            if let Err(e) = check_loopback(addr) {
-                eprintln!("conformance bench: {e}");
-                return EXIT_USAGE;
-            }
-            let Some(user) = o.user.clone() else {
-                eprintln!("conformance bench: --target needs --user and --password");
-                return EXIT_USAGE;
+            let (user, password) = match loopback_login(o, addr) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("conformance bench: {e}");
+                    return EXIT_USAGE;
+                }
             };
-            let spec = spec_from(o, b, addr, &user, o.password.as_deref().unwrap_or_default());
+            let spec = spec_from(o, b, addr, &user, &password);
             let before = b.server_pid.map(read_rss);
             let r = execute(&spec, &progress).await;
             (r, b.server_pid.zip(before))

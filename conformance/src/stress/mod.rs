@@ -27,7 +27,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::bench::client::Client;
-use crate::bench::{BenchError, check_loopback};
+use crate::bench::{BenchError, check_loopback, loopback_login};
 use crate::cli::{Options, SuiteArg};
 use crate::report::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
 use history::Op;
@@ -450,15 +450,13 @@ pub async fn main(o: &Options, a: &StressArgs) -> i32 {
     }
     match &o.target {
         Some(addr) => {
-            if let Err(e) = check_loopback(addr) {
-                eprintln!("conformance stress: {e}");
-                return EXIT_USAGE;
-            }
-            let Some(user) = o.user.clone() else {
-                eprintln!("conformance stress: --target needs --user and --password");
-                return EXIT_USAGE;
+            let (user, password) = match loopback_login(o, addr) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("conformance stress: {e}");
+                    return EXIT_USAGE;
+                }
             };
-            let password = o.password.clone().unwrap_or_default();
             let suite = match o.suite {
                 Some(s) => s,
                 None => match detect(addr, Duration::from_secs(o.timeout)).await {
