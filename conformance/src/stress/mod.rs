@@ -207,7 +207,8 @@ pub fn check_mupdate(run: &mupdate::MupdateRun, max_steps: u64) -> (Vec<Violatio
             Verdict::Linearizable => {}
             Verdict::Inconclusive => inconclusive.push(format!(
                 "linearizability of {shown} ({} ops): search budget of {max_steps} steps spent \
-                 (raise --max-steps)",
+                 (the search grows with the ops in flight on one name at once: use more \
+                 --names, fewer --clients, or raise --max-steps)",
                 ops.len()
             )),
             Verdict::NotLinearizable => {
