@@ -533,8 +533,9 @@ pub async fn main(o: &Options, b: &BenchArgs) -> i32 {
     if r.ok { EXIT_OK } else { EXIT_FAIL }
 }
 
-fn write_json(path: &Path, r: &BenchResult) -> std::io::Result<()> {
-    let text = serde_json::to_string_pretty(r).map_err(std::io::Error::other)?;
+/// Write `value` as pretty JSON and a final newline (`--json` of `bench` and `stress`).
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
     std::fs::write(path, text + "\n")
 }
 

@@ -147,6 +147,11 @@ impl Op {
     }
 }
 
+/// Microseconds since `start` (the run's clock for every recorded instant).
+pub fn us_since(start: tokio::time::Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
 /// `12.345ms`.
 pub fn ms(us: u64) -> String {
     format!("{:.3}ms", us as f64 / 1000.0)

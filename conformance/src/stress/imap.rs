@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::Spec;
 use super::Violation;
-use super::history::{Status, ms};
+use super::history::{Status, ms, us_since};
 use crate::bench::client::{Client, ok_or, quote};
 use crate::bench::imap::{append_reply, message};
 use crate::bench::{BenchError, Budget};
@@ -79,10 +79,6 @@ pub struct ImapRun {
     pub uidplus: bool,
     /// Wall-clock time of the workload.
     pub elapsed: Duration,
-}
-
-fn us_since(start: Instant) -> u64 {
-    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 async fn login(spec: &Spec) -> Result<Client, BenchError> {

@@ -20,14 +20,13 @@ pub mod streams;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::Serialize;
 
 use crate::bench::client::Client;
-use crate::bench::{BenchError, check_loopback, loopback_login};
+use crate::bench::{BenchError, check_loopback, loopback_login, write_json};
 use crate::cli::{Options, SuiteArg};
 use crate::report::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
 use history::Op;
@@ -434,12 +433,6 @@ async fn detect(addr: &str, timeout: Duration) -> Result<SuiteArg, BenchError> {
     })
 }
 
-fn write_json(path: &Path, reports: &[StressReport]) -> std::io::Result<()> {
-    let text = serde_json::to_string_pretty(&serde_json::json!({ "stress": reports }))
-        .map_err(std::io::Error::other)?;
-    std::fs::write(path, text + "\n")
-}
-
 /// `conformance stress`: exit 0 when no violation, 1 on a violation, 2 for bad arguments or an
 /// unreachable target.
 pub async fn main(o: &Options, a: &StressArgs) -> i32 {
@@ -518,7 +511,7 @@ pub async fn main(o: &Options, a: &StressArgs) -> i32 {
         print!("{}", render(r));
     }
     if let Some(path) = &o.json
-        && let Err(e) = write_json(path, &reports)
+        && let Err(e) = write_json(path, &serde_json::json!({ "stress": reports }))
     {
         eprintln!("conformance stress: --json {}: {e}", path.display());
         return EXIT_USAGE;

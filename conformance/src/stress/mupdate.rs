@@ -14,7 +14,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::Spec;
-use super::history::{FINAL_CLIENT, Op, Outcome, Status, StreamLine, StreamLog, parse_stream_line};
+use super::history::{
+    FINAL_CLIENT, Op, Outcome, Status, StreamLine, StreamLog, parse_stream_line, us_since,
+};
 use crate::bench::client::{Client, head, quote, status_of};
 use crate::bench::{BenchError, Budget};
 use crate::run::conn::ReadError;
@@ -104,10 +106,6 @@ pub fn render(cmd: &Command) -> String {
         Command::List { prefix: None } => "LIST".into(),
         Command::List { prefix: Some(p) } => format!("LIST {}", q(p)),
     }
-}
-
-fn us_since(start: Instant) -> u64 {
-    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Send one command and record it; `Err` (after recording it as pending) when the connection
