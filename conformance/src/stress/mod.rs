@@ -320,13 +320,17 @@ pub async fn run(spec: &Spec, target: Option<&str>) -> Result<StressReport, Benc
                 r.base
             ));
             let pending = r.batches.iter().filter(|b| b.status.is_none()).count();
+            let mut inconclusive = Vec::new();
+            if r.final_messages.is_none() {
+                inconclusive.push("STATUS MESSAGES after the writers stopped: no answer".into());
+            }
             (
                 r.batches.len(),
                 pending,
                 r.elapsed,
                 t0.elapsed(),
                 v,
-                Vec::new(),
+                inconclusive,
             )
         }
     };
