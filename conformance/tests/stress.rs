@@ -91,6 +91,61 @@ async fn a_reserve_race_is_found() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_exits_1_on_a_violation_with_a_replay_line() {
+    let faults = [murder_server::mupdate::Fault::ReserveRace]
+        .into_iter()
+        .collect();
+    let emb = start_with(faults, murder_server::imap::Faults::default())
+        .await
+        .unwrap();
+    let (user, pw) = emb.creds.user.clone().unwrap();
+    let addr = emb.mupdate.local_addr().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("s.json");
+    let mut code = 0;
+    for seed in 0..5 {
+        let seed = seed.to_string();
+        let cli = Cli::parse_from([
+            "conformance",
+            "stress",
+            "--target",
+            &addr,
+            "--user",
+            &user,
+            "--password",
+            &pw,
+            "--ops",
+            "400",
+            "--seed",
+            &seed,
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        code = main_with(cli).await;
+        if code != 0 {
+            break;
+        }
+    }
+    emb.shutdown().await;
+    assert_eq!(code, 1, "5 runs of 400 ops never caught the RESERVE race");
+    let text = std::fs::read_to_string(&json).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let r = &v["stress"][0];
+    assert_eq!(r["suite"], "mupdate", "detected from the greeting");
+    assert!(r["violations"].as_array().is_some_and(|a| !a.is_empty()));
+    assert!(
+        r["replay"]
+            .as_str()
+            .is_some_and(|l| l.contains("--seed") && l.contains(&addr)),
+        "{r}"
+    );
+    assert!(
+        !text.contains(&pw),
+        "the password never appears in a report"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_atomic_multiappend_is_found() {
     let emb = start_with(
         murder_server::mupdate::Faults::default(),
