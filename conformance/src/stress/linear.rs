@@ -218,8 +218,8 @@ fn cut(ops: &[Op], at_us: u64) -> Vec<Op> {
         .filter(|o| o.invoke_us < at_us)
         .map(|o| {
             let mut o = o.clone();
+            // Pending: no reply to respect (the completion instant stays, for the report).
             if o.complete_us.is_none_or(|c| c >= at_us) {
-                o.complete_us = None;
                 o.outcome = None;
             }
             o
@@ -245,6 +245,9 @@ pub struct Shrunk {
     pub starts: Vec<Option<MailboxEntry>>,
     /// The ops.
     pub ops: Vec<Op>,
+    /// Ids of ops among them whose replies are not needed for the contradiction (it remains
+    /// with them taken as pending): the others' replies are the ones that conflict.
+    pub relaxed: Vec<usize>,
 }
 
 /// A small failing sub-history of one name's failing history `ops` (which starts from an absent
@@ -253,7 +256,8 @@ pub struct Shrunk {
 ///    after it fail from every state the ops before it can end in: those are skipped;
 /// 2. the earliest real-time cut that still fails (ops in flight at the cut become pending);
 /// 3. ops that completed without changing anything (reads, refusals) dropped one by one while
-///    it still fails.
+///    it still fails;
+/// 4. the replies that are not needed (the history still fails with the op pending) marked.
 ///
 /// Bounded by [`SHRINK_CHECKS`] checks of [`SHRINK_STEPS`] steps.
 pub fn shrink(ops: &[Op]) -> Shrunk {
@@ -341,10 +345,36 @@ pub fn shrink(ops: &[Op]) -> Shrunk {
         }
         i += 1;
     }
+    // 4. Replies not needed: an op turned pending (its reply forgotten) is a relaxation, so if
+    //    the history still fails, that reply is not part of the contradiction.
+    let mut relaxed = Vec::new();
+    let mut trial = best.clone();
+    for i in 0..trial.len() {
+        if checks >= SHRINK_CHECKS {
+            break;
+        }
+        let Some(o) = trial.get(i).cloned() else {
+            continue;
+        };
+        if o.outcome.is_none() {
+            continue;
+        }
+        if let Some(t) = trial.get_mut(i) {
+            t.outcome = None;
+            t.complete_us = None;
+        }
+        checks += 1;
+        if fails_from(&trial, &starts) {
+            relaxed.push(o.id);
+        } else if let Some(t) = trial.get_mut(i) {
+            *t = o;
+        }
+    }
     Shrunk {
         skipped,
         starts,
         ops: best,
+        relaxed,
     }
 }
 
@@ -530,6 +560,10 @@ mod tests {
         assert!(fails_from(&small.ops, &small.starts));
         let ids: Vec<usize> = small.ops.iter().map(|o| o.id).collect();
         assert_eq!(ids, vec![21]);
+        assert!(
+            small.relaxed.is_empty(),
+            "the one reply is the contradiction"
+        );
         assert_eq!(small.skipped, 21);
         assert_eq!(
             small.starts,

@@ -230,8 +230,20 @@ pub fn check_mupdate(run: &mupdate::MupdateRun, max_steps: u64) -> (Vec<Violatio
                         starts.join(" | ")
                     );
                 }
+                if !small.relaxed.is_empty() {
+                    let _ = writeln!(
+                        detail,
+                        "  (ops marked ~ would fail as well with no reply: the unmarked replies \
+                         are the ones that conflict)"
+                    );
+                }
                 for o in &small.ops {
-                    detail.push_str(&o.describe());
+                    let text = o.describe();
+                    if small.relaxed.contains(&o.id) {
+                        detail.push_str(&text.replacen("  #", "~ #", 1));
+                    } else {
+                        detail.push_str(&text);
+                    }
                 }
                 violations.push(Violation {
                     kind: "linearizability".into(),
