@@ -53,24 +53,38 @@ async fn the_reference_servers_pass_under_several_seeds() {
     emb.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reserve_race_is_found() {
-    let faults = [murder_server::mupdate::Fault::ReserveRace]
-        .into_iter()
-        .collect();
-    let emb = start_with(faults, murder_server::imap::Faults::default())
-        .await
-        .unwrap();
-    let mut found = None;
-    for seed in 0..5 {
-        let r = run(&spec(&emb, SuiteArg::Mupdate, seed, 400), None)
-            .await
-            .unwrap();
-        if kinds(&r).contains(&"linearizability") {
-            found = Some(r);
-            break;
+/// The reference servers with one MUPDATE fault switched on.
+async fn mupdate_mutant(fault: murder_server::mupdate::Fault) -> Embedded {
+    start_with(
+        [fault].into_iter().collect(),
+        murder_server::imap::Faults::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Runs of `ops` ops with seeds 0, 1, ... (at most `tries`) until one reports a violation of
+/// `kind`.
+async fn find(
+    emb: &Embedded,
+    suite: SuiteArg,
+    ops: u64,
+    tries: u64,
+    kind: &str,
+) -> Option<StressReport> {
+    for seed in 0..tries {
+        let r = run(&spec(emb, suite, seed, ops), None).await.unwrap();
+        if kinds(&r).contains(&kind) {
+            return Some(r);
         }
     }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserve_race_is_found() {
+    let emb = mupdate_mutant(murder_server::mupdate::Fault::ReserveRace).await;
+    let found = find(&emb, SuiteArg::Mupdate, 400, 5, "linearizability").await;
     emb.shutdown().await;
     let r = found.expect("5 runs of 400 ops never caught the RESERVE race");
     let text = render(&r);
@@ -92,12 +106,7 @@ async fn a_reserve_race_is_found() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_line_exits_1_on_a_violation_with_a_replay_line() {
-    let faults = [murder_server::mupdate::Fault::ReserveRace]
-        .into_iter()
-        .collect();
-    let emb = start_with(faults, murder_server::imap::Faults::default())
-        .await
-        .unwrap();
+    let emb = mupdate_mutant(murder_server::mupdate::Fault::ReserveRace).await;
     let (user, pw) = emb.creds.user.clone().unwrap();
     let addr = emb.mupdate.local_addr().to_string();
     let dir = tempfile::tempdir().unwrap();
@@ -153,36 +162,19 @@ async fn a_non_atomic_multiappend_is_found() {
     )
     .await
     .unwrap();
-    let mut found = None;
-    for seed in 0..3 {
-        let r = run(&spec(&emb, SuiteArg::Imap, seed, 4), None)
-            .await
-            .unwrap();
-        if kinds(&r).contains(&"multiappend-not-atomic") {
-            found = Some(r);
-            break;
-        }
-    }
+    let found = find(&emb, SuiteArg::Imap, 4, 3, "multiappend-not-atomic").await;
     emb.shutdown().await;
     assert!(found.is_some(), "3 runs never saw a partial MULTIAPPEND");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_without_noop_barrier_is_found() {
-    let faults = [murder_server::mupdate::Fault::NoNoopBarrier]
-        .into_iter()
-        .collect();
-    let emb = start_with(faults, murder_server::imap::Faults::default())
-        .await
-        .unwrap();
-    let r = run(&spec(&emb, SuiteArg::Mupdate, 7, 100), None)
-        .await
-        .unwrap();
+    let emb = mupdate_mutant(murder_server::mupdate::Fault::NoNoopBarrier).await;
+    let found = find(&emb, SuiteArg::Mupdate, 100, 3, "stream-missed-change").await;
     emb.shutdown().await;
     assert!(
-        kinds(&r).contains(&"stream-missed-change"),
-        "{}",
-        render(&r)
+        found.is_some(),
+        "3 runs never missed a change at the barrier"
     );
 }
 
