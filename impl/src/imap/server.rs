@@ -44,6 +44,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ImapError> {
     let shared = Arc::new(Shared::new(&config, store));
     let listener_config = ListenerConfig {
         max_connections: config.limits.max_connections,
+        max_connections_per_ip: config.limits.max_connections_per_ip,
         ..ListenerConfig::default()
     };
     serve_with_shutdown(

@@ -296,6 +296,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, MupdateError> {
     };
     let listener_config = ListenerConfig {
         max_connections: config.limits.max_connections,
+        max_connections_per_ip: config.limits.max_connections_per_ip,
         ..ListenerConfig::default()
     };
     let shared = Arc::new(Shared {
