@@ -141,10 +141,11 @@ struct Cli {
     #[arg(long, default_value_t = Limits::default().max_batch)]
     max_batch: usize,
     /// Slave: first reconnection delay in milliseconds (doubles up to --backoff-max-ms).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = Backoff::default().initial.as_millis() as u64)]
     backoff_initial_ms: u64,
-    /// Slave: largest reconnection delay in milliseconds.
-    #[arg(long, default_value_t = 5000)]
+    /// Slave: largest reconnection delay in milliseconds (bounds how late a slave notices
+    /// that its master is back).
+    #[arg(long, default_value_t = Backoff::default().max.as_millis() as u64)]
     backoff_max_ms: u64,
     /// Deliberate protocol bug (test builds only, cargo feature `faults`). Repeatable.
     #[cfg(feature = "faults")]

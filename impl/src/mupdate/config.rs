@@ -63,12 +63,19 @@ impl Default for Limits {
     }
 }
 
-/// Reconnection policy of a slave's link to its master.
+/// Reconnection policy of a slave's link to its master: the first retry after
+/// [`initial`](Backoff::initial), then doubling up to [`max`](Backoff::max); back to `initial`
+/// after every successful resynchronisation.
+///
+/// The cap bounds how late a slave notices that its master is back: with the default 500 ms a
+/// slave reconnects within about half a second of the master's return (the goal is 1 s; Cyrus
+/// takes ~27 s). The price is at most two connection attempts per second per slave while the
+/// master is away, which a refused or unanswered TCP connect makes negligible.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backoff {
     /// First delay after the link drops (default 100 ms).
     pub initial: Duration,
-    /// Largest delay; the delay doubles up to it (default 5 s).
+    /// Largest delay; the delay doubles up to it (default 500 ms).
     pub max: Duration,
 }
 
@@ -76,7 +83,7 @@ impl Default for Backoff {
     fn default() -> Self {
         Backoff {
             initial: Duration::from_millis(100),
-            max: Duration::from_secs(5),
+            max: Duration::from_millis(500),
         }
     }
 }

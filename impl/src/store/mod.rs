@@ -24,7 +24,8 @@
 //!   rate. Start-up with 1,000,000 records: ~0.55-0.9 s after a clean close, ~0.8-1.7 s after
 //!   SIGKILL (redb repair + load).
 //! * **Group commit** (module `writer`): one writer thread drains a bounded queue, applies up to
-//!   [`StoreConfig::max_batch`](crate::store::StoreConfig::max_batch) operations in memory, writes
+//!   [`StoreConfig::max_batch`](crate::store::StoreConfig::max_batch) operations to a scratch
+//!   copy of just the records they name (the database itself exists once in memory), writes
 //!   all their changes in one write transaction and commits once, then answers every waiter. A
 //!   reply is sent only after the fsync that covers it. Concurrent clients therefore share fsyncs.
 //! * **Reads** (FIND, LIST, [`MupdateStore::snapshot`](crate::store::MupdateStore::snapshot)) never
@@ -38,7 +39,7 @@
 //!   plus exactly the changes after it.
 //! * **Recovery**: redb recovers the last committed transaction after a crash; the store loads
 //!   every record from it on open.
-//! * **Disk errors**: the failed batch is undone in memory and its writers get a
+//! * **Disk errors**: the failed batch never reached the published state; its writers get a
 //!   [`StoreError`](crate::store::StoreError); reads keep working; the file is reopened before the
 //!   next batch. If the failed commit did reach the file (an fsync that errs after writing), the
 //!   reopen finds it and publishes it as ordinary changes, so memory, file and subscribers never
@@ -201,7 +202,7 @@ impl MupdateStore {
         );
         let shared = Arc::new(Shared {
             published: RwLock::new(Published {
-                db: Arc::new(state.clone()),
+                db: Arc::new(state),
                 seq,
             }),
             changes,
@@ -212,7 +213,6 @@ impl MupdateStore {
             db: Some(db),
             db_file: config.db_file(),
             fault,
-            state,
             seq,
             max_batch: config.max_batch,
             shared: Arc::clone(&shared),
@@ -245,9 +245,9 @@ impl MupdateStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// The committed state now: an `Arc` clone, no copy. While a caller holds it, each commit
-    /// copies the database once (in the writer, outside any lock readers take), so drop
-    /// snapshots promptly; [`execute`](Self::execute) answers FIND and LIST for you.
+    /// The committed state now: an `Arc` clone, no copy. The store keeps a single copy of the
+    /// database in memory; while a caller holds a snapshot, each commit copies it once (in the
+    /// writer, outside the lock readers wait for), so drop snapshots promptly; [`execute`](Self::execute) answers FIND and LIST for you.
     pub fn snapshot(&self) -> Arc<MailboxDb> {
         Arc::clone(&self.shared.read_published().db)
     }
