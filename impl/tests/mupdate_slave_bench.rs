@@ -5,7 +5,9 @@
 //!
 //! Ignored by default (it populates N mailboxes); run it in release:
 //! `cargo test --release -p murder-server --test mupdate_slave_bench -- --ignored --nocapture`
-//! (`MUPDATE_SLAVE_BENCH_MAILBOXES=N` to change N). Numbers are printed, never asserted on: the
+//! (`MUPDATE_SLAVE_BENCH_MAILBOXES=N` to change N; `MUPDATE_SLAVE_BENCH_BACKOFF_MAX_MS=M` runs
+//! the slave with `--backoff-max-ms M` instead of the default; `MUPDATE_SLAVE_BENCH_AWAY_MS=A`
+//! keeps the master away A ms instead of 3,000). Numbers are printed, never asserted on: the
 //! test asserts only that the slave ends with exactly the master's records.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -21,6 +23,13 @@ use murder_server::store::{MupdateStore, StoreConfig};
 /// worst case for "reconnects within 1 s of the master's return". This is the scenario, not a
 /// synchronisation: the test waits for events, never for time, to decide anything.
 const MASTER_AWAY: Duration = Duration::from_secs(3);
+
+fn master_away() -> Duration {
+    std::env::var("MUPDATE_SLAVE_BENCH_AWAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(MASTER_AWAY, Duration::from_millis)
+}
 
 fn mailboxes() -> usize {
     std::env::var("MUPDATE_SLAVE_BENCH_MAILBOXES")
@@ -104,7 +113,8 @@ async fn slave_reconnect_and_resync_after_a_master_restart() {
 
     // A fresh slave: it answers clients only after its first resynchronisation.
     let master_addr = addr.to_string();
-    let slave_args = [
+    let backoff_max = std::env::var("MUPDATE_SLAVE_BENCH_BACKOFF_MAX_MS").ok();
+    let mut slave_args = vec![
         "--slave-of",
         &master_addr,
         "--master-user",
@@ -112,6 +122,10 @@ async fn slave_reconnect_and_resync_after_a_master_restart() {
         "--master-password",
         "slavepw",
     ];
+    if let Some(ms) = &backoff_max {
+        slave_args.extend(["--backoff-max-ms", ms.as_str()]);
+        println!("slave runs with --backoff-max-ms {ms}");
+    }
     let t = Instant::now();
     let (_slave, slave_addr) = spawn_mupdated(
         &dir.path().join("slave"),
@@ -135,7 +149,7 @@ async fn slave_reconnect_and_resync_after_a_master_restart() {
 
     // The master dies (SIGKILL) and stays away until the slave's backoff is at its cap.
     master.kill().await.unwrap();
-    tokio::time::sleep(MASTER_AWAY).await;
+    tokio::time::sleep(master_away()).await;
     let t = Instant::now();
     let (_master, _) = spawn_mupdated_on(
         &master_addr,
