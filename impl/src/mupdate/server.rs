@@ -263,6 +263,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, MupdateError> {
         path: config.data_dir.clone(),
         max_batch: config.limits.max_batch,
         subscriber_buffer: config.limits.subscriber_buffer,
+        ..StoreConfig::new(config.data_dir.clone())
     };
     let store = match config.store_faults.clone() {
         Some(fault) => MupdateStore::open_with_faults(store_config, fault).await?,

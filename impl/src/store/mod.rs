@@ -86,7 +86,8 @@ use murder_model::{Change, Command, MailboxDb, Record, Reply};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use config::{
-    DB_FILE_NAME, DEFAULT_MAX_BATCH, DEFAULT_SUBSCRIBER_BUFFER, QUEUE_BATCHES, StoreConfig,
+    DB_FILE_NAME, DEFAULT_CACHE_SIZE, DEFAULT_MAX_BATCH, DEFAULT_SUBSCRIBER_BUFFER, QUEUE_BATCHES,
+    StoreConfig,
 };
 pub use error::StoreError;
 pub use fault::{FaultInjector, FaultyBackend};
@@ -185,7 +186,11 @@ impl MupdateStore {
         let started = std::time::Instant::now();
         let (db, state, seq) = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&open_cfg.path).map_err(StoreError::storage)?;
-            let db = disk::open_database(&open_cfg.db_file(), open_fault.as_ref())?;
+            let db = disk::open_database(
+                &open_cfg.db_file(),
+                open_fault.as_ref(),
+                open_cfg.cache_size,
+            )?;
             // redb syncs the file, not the directory entry that makes a new file findable.
             disk::sync_dir(&open_cfg.path)?;
             let (state, seq) = disk::load(&db)?;
@@ -212,6 +217,7 @@ impl MupdateStore {
         let writer = writer::Writer {
             db: Some(db),
             db_file: config.db_file(),
+            cache_size: config.cache_size,
             fault,
             seq,
             max_batch: config.max_batch,

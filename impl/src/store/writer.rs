@@ -79,6 +79,8 @@ pub(crate) struct Writer {
     pub(crate) db_file: PathBuf,
     /// Fault switches of the file, if opened for a fault test.
     pub(crate) fault: Option<FaultInjector>,
+    /// redb page cache size, for reopening.
+    pub(crate) cache_size: usize,
     /// Sequence number of the last committed change.
     pub(crate) seq: u64,
     /// Most operations per batch.
@@ -291,7 +293,7 @@ impl Writer {
     /// sequence number it ends at, so an unchanged number means the failed commit did not land
     /// and memory already equals the file: the full reload is needed only otherwise.
     fn reopen(&mut self) -> Result<(), StoreError> {
-        let db = disk::open_database(&self.db_file, self.fault.as_ref())?;
+        let db = disk::open_database(&self.db_file, self.fault.as_ref(), self.cache_size)?;
         if disk::load_seq(&db)? == self.seq {
             self.db = Some(db);
             return Ok(());
