@@ -49,6 +49,9 @@ pub enum Command {
     /// Load a loopback server (or the embedded reference servers) with one workload and print
     /// throughput and latency.
     Bench(crate::bench::BenchArgs),
+    /// Check that a mailbox on --target (--user/--password) is a byte-for-byte copy of one on
+    /// --source (bodies, flags, internal dates); exit 0 exact, 1 differs, 2 unreadable.
+    VerifyCopy(crate::verify::VerifyCopyArgs),
 }
 
 /// `--suite`.
@@ -77,6 +80,11 @@ pub struct Options {
     /// Server to test, HOST:PORT. Without it the embedded reference servers are tested.
     #[arg(long, global = true)]
     pub target: Option<String>,
+    /// When --target is a MUPDATE slave: its master, HOST:PORT (same credentials and TLS
+    /// options). Enables the cases that write on the master and look on the slave
+    /// (`needs: slave master`); without it they are N/A.
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub master: Option<String>,
     /// Suite to run (default: detected from the greeting).
     #[arg(long, value_enum, global = true)]
     pub suite: Option<SuiteArg>,
@@ -92,6 +100,14 @@ pub struct Options {
     /// Password of --user2.
     #[arg(long, global = true)]
     pub password2: Option<String>,
+    /// SASL mechanism the runner logs in with: PLAIN (--user/--password), or GSSAPI (build
+    /// with the cargo feature `gssapi`): the ticket of principal --user from the credential
+    /// cache (KRB5CCNAME), service mupdate@HOST / imap@HOST; no password needed.
+    #[arg(long, global = true, value_name = "MECH", default_value = "PLAIN")]
+    pub sasl_mech: String,
+    /// HOST of the GSSAPI service principal (default: the host of --target).
+    #[arg(long, global = true, value_name = "HOST")]
+    pub sasl_service_host: Option<String>,
     /// Implicit TLS on every connection.
     #[arg(long, global = true, conflicts_with = "starttls")]
     pub tls: bool,
@@ -228,12 +244,41 @@ pub fn target_from(o: &Options, addr: &str) -> Result<Target, String> {
     };
     let server_name =
         tls::server_name(host).ok_or_else(|| format!("--target: bad host {host:?}"))?;
+    let service_host = o
+        .sasl_service_host
+        .as_deref()
+        .unwrap_or(crate::run::gssapi::host_of(addr));
+    let login = crate::run::LoginMech::from_name(&o.sasl_mech, service_host)?;
     Ok(Target {
         addr: addr.to_string(),
         tls_mode,
         tls: config,
         server_name,
+        login,
+        master: None,
     })
+}
+
+/// `--master`: build the master's target and check that it answers as a MUPDATE server with
+/// the run's credentials. Nothing to do without `--master` or for an IMAP target.
+pub async fn attach_master(
+    o: &Options,
+    target: &mut Target,
+    info: &TargetInfo,
+    cfg: &RunConfig,
+) -> Result<(), String> {
+    let Some(addr) = &o.master else {
+        return Ok(());
+    };
+    if info.protocol != Protocol::Mupdate {
+        return Ok(());
+    }
+    let master = target_from(o, addr).map_err(|e| e.replace("--target", "--master"))?;
+    probe(&master, Some(Protocol::Mupdate), &cfg.creds, cfg.timeout)
+        .await
+        .map_err(|e| format!("--master {addr}: {e}"))?;
+    target.master = Some(Box::new(master));
+    Ok(())
 }
 
 fn random_run_id() -> String {
@@ -355,7 +400,13 @@ fn finish(
             Err(e) => eprintln!("conformance: JUnit: {e}"),
         }
     }
-    report::exit_code(reports)
+    let code = report::exit_code(reports);
+    if code == EXIT_NO_CASE {
+        eprintln!(
+            "conformance: no selected case applied to the target (all N/A or not run): nothing was judged"
+        );
+    }
+    code
 }
 
 /// Run the command line; returns the exit code.
@@ -388,6 +439,9 @@ pub async fn main_with(cli: Cli) -> i32 {
         Some(Command::Check) => return check(&o),
         Some(Command::Bench(b)) => return crate::bench::main(&o, &b).await,
         Some(Command::Report(args)) => return crate::report::compat::main(&args),
+        Some(Command::VerifyCopy(args)) => {
+            return crate::verify::main(&o, &args).await;
+        }
         None => {}
     }
     let map_only = match o.coverage {
@@ -435,7 +489,7 @@ pub async fn main_with(cli: Cli) -> i32 {
     }
     match &o.target {
         Some(addr) => {
-            let target = match target_from(&o, addr) {
+            let mut target = match target_from(&o, addr) {
                 Ok(t) => t,
                 Err(e) => {
                     eprintln!("conformance: {e}");
@@ -449,6 +503,10 @@ pub async fn main_with(cli: Cli) -> i32 {
                     return EXIT_USAGE;
                 }
             };
+            if let Err(e) = attach_master(&o, &mut target, &info, &cfg).await {
+                eprintln!("conformance: {e}");
+                return EXIT_USAGE;
+            }
             let cases: Vec<Selected> = selected
                 .into_iter()
                 .filter(|s| s.meta.protocol == info.protocol)
@@ -475,6 +533,10 @@ pub async fn main_with(cli: Cli) -> i32 {
                 info: Arc::new(info),
             };
             run_plans(&o, Arc::new(cfg), vec![plan]).await
+        }
+        None if !o.sasl_mech.eq_ignore_ascii_case("PLAIN") => {
+            eprintln!("conformance: --sasl-mech {} needs --target", o.sasl_mech);
+            EXIT_USAGE
         }
         None => crate::embedded::run_embedded(&o, cfg, selected).await,
     }
@@ -561,7 +623,7 @@ async fn replay(o: &Options, mut cfg: RunConfig, path: &std::path::Path) -> i32 
         eprintln!("conformance: replay needs --target HOST:PORT");
         return EXIT_USAGE;
     };
-    let target = match target_from(o, &addr) {
+    let mut target = match target_from(o, &addr) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("conformance: {e}");
@@ -575,6 +637,10 @@ async fn replay(o: &Options, mut cfg: RunConfig, path: &std::path::Path) -> i32 
             return EXIT_USAGE;
         }
     };
+    if let Err(e) = attach_master(o, &mut target, &info, &cfg).await {
+        eprintln!("conformance: {e}");
+        return EXIT_USAGE;
+    }
     eprintln!(
         "conformance: replaying {} (run {}, case {})",
         b.id, b.run_id, b.index

@@ -173,6 +173,14 @@ pub async fn run_against(
     };
     let mut plans = Vec::new();
     let needs_slave = |s: &Scenario| s.meta.needs.contains(&Need::Slave);
+    let plain = |addr: std::net::SocketAddr, master: Option<Box<Target>>| Target {
+        addr: addr.to_string(),
+        tls_mode: TlsMode::Plain,
+        tls: emb.client_tls.clone(),
+        server_name: server_name.clone(),
+        login: crate::run::LoginMech::Plain,
+        master,
+    };
     for (protocol, addr, slave) in [
         (Protocol::Mupdate, emb.mupdate.local_addr(), false),
         (Protocol::Mupdate, emb.slave.local_addr(), true),
@@ -186,12 +194,9 @@ pub async fn run_against(
         if cases.is_empty() {
             continue;
         }
-        let target = Target {
-            addr: addr.to_string(),
-            tls_mode: TlsMode::Plain,
-            tls: emb.client_tls.clone(),
-            server_name: server_name.clone(),
-        };
+        // The slave's cases that write on its master (`open NAME master`) reach it here.
+        let master = slave.then(|| Box::new(plain(emb.mupdate.local_addr(), None)));
+        let target = plain(addr, master);
         // A slave greets once it has synchronised with its master (at most its ready timeout).
         let budget = if slave {
             cfg.timeout.max(SLAVE_READY)

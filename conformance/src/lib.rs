@@ -11,6 +11,7 @@
 //! * [`report`]: the human summary, JSON, JUnit and failure bundles.
 //! * [`bench`]: `conformance bench`, the black-box load generator.
 //! * [`coverage`]: the requirement tables and `--coverage`.
+//! * [`verify`]: `conformance verify-copy`, byte-for-byte comparison of a mailbox and its copy.
 //! * [`embedded`]: the reference servers started in-process when no `--target` is given.
 
 pub mod bench;
@@ -21,4 +22,5 @@ pub mod embedded;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod verify;
 pub mod wire;

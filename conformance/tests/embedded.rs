@@ -3,6 +3,8 @@
 //! make at least one case fail, or the corpus has a blind spot.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod report;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,19 +23,7 @@ fn scenarios() -> PathBuf {
 }
 
 fn grades(json: &Path) -> Vec<(String, String)> {
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
-    v["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["id"].as_str().unwrap().to_string(),
-                c["grade"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    report::grades_of(&report::read_json(json))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

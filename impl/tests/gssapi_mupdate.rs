@@ -13,30 +13,17 @@
 #![cfg(feature = "gssapi")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod gssapi_common;
 mod mupdate_common;
 
-use std::path::PathBuf;
-
+use gssapi_common::{kdc_dir, principal};
 use mupdate_common::*;
 use murder_server::auth::gssapi::{GssapiAcceptor, GssapiClient, GssapiServer};
 use murder_server::auth::sasl::{decode_base64_line, encode_base64};
 use murder_server::auth::{AuthzPolicy, Identity, SaslFailure, SaslStep};
 
-/// The realm `kdc.sh` creates.
-const REALM: &str = "MURDER.TEST";
-
 /// The service the server accepts for (`mupdate/localhost@MURDER.TEST`, in `mupdate.keytab`).
 const SERVICE: &str = "mupdate@localhost";
-
-fn kdc_dir() -> PathBuf {
-    PathBuf::from(std::env::var_os("MURDER_KDC_DIR").expect(
-        "MURDER_KDC_DIR unset: run impl/tests/kdc/kdc.sh start DIR and source DIR/env first",
-    ))
-}
-
-fn principal(user: &str) -> String {
-    format!("{user}@{REALM}")
-}
 
 fn policy() -> AuthzPolicy {
     AuthzPolicy {

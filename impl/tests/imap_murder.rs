@@ -1,5 +1,7 @@
 //! Murder backend mode against a tiny fake MUPDATE master that speaks the RFC 3656 wire
-//! protocol for AUTHENTICATE, RESERVE, ACTIVATE, DELETE and LOGOUT and records what it got.
+//! protocol for AUTHENTICATE, RESERVE, ACTIVATE, DELETE, FIND, LIST and LOGOUT and records what
+//! it got (the exact bytes the backend sends). The reconcile cases run against the real master
+//! in `imap_reconcile.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod imap_common;
@@ -12,11 +14,13 @@ use murder_server::imap::MupdateLink;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-/// What the fake master received, and names it refuses to RESERVE.
+/// What the fake master received, names it refuses to RESERVE, and the ACL of each name it saw
+/// ACTIVATEd (and not DELETEd), which FIND reports at `backend1!default`; LIST reports nothing.
 #[derive(Default)]
 struct Master {
     log: Mutex<Vec<String>>,
     refuse: Mutex<Vec<String>>,
+    active: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl Master {
@@ -49,7 +53,7 @@ async fn fake_master() -> (String, Arc<Master>) {
                         .split('"')
                         .enumerate()
                         .filter(|(i, s)| i % 2 == 1 || !s.trim().is_empty())
-                        .map(|(_, s)| s.trim().to_string())
+                        .map(|(i, s)| if i % 2 == 1 { s } else { s.trim() }.to_string())
                         .collect();
                     let answer = match words[0].as_str() {
                         "AUTHENTICATE" => {
@@ -66,6 +70,18 @@ async fn fake_master() -> (String, Arc<Master>) {
                             m.log.lock().unwrap().push(l.clone());
                             "NO \"Mailbox already reserved\"".to_string()
                         }
+                        "FIND" => {
+                            m.log.lock().unwrap().push(l.clone());
+                            let acl = m.active.lock().unwrap().get(&words[1]).cloned();
+                            if let Some(acl) = acl {
+                                let data = format!(
+                                    "{tag} MAILBOX \"{}\" \"backend1!default\" \"{acl}\"\r\n",
+                                    words[1]
+                                );
+                                w.write_all(data.as_bytes()).await.unwrap();
+                            }
+                            "OK \"done\"".to_string()
+                        }
                         "LOGOUT" => {
                             w.write_all(format!("{tag} OK \"bye\"\r\n").as_bytes())
                                 .await
@@ -74,6 +90,16 @@ async fn fake_master() -> (String, Arc<Master>) {
                         }
                         _ => {
                             m.log.lock().unwrap().push(l.clone());
+                            let mut active = m.active.lock().unwrap();
+                            match words[0].as_str() {
+                                "ACTIVATE" => {
+                                    active.insert(words[1].clone(), words[3].clone());
+                                }
+                                "DELETE" => {
+                                    active.remove(&words[1]);
+                                }
+                                _ => {}
+                            }
                             "OK \"done\"".to_string()
                         }
                     };
@@ -108,32 +134,37 @@ async fn create_reserves_then_activates_with_location_and_acl() {
     let mut c = s.alice().await;
     c.ok("CREATE work/projects").await;
     let log = master.log();
-    // INBOX was created at login the same way.
+    // The start-up reconcile lists our location; INBOX was created at login the same way.
     assert_eq!(
         log,
         vec![
+            "C00 LIST \"backend1!\"",
             "C00 RESERVE \"user.alice\" \"backend1!default\"",
-            "C00 ACTIVATE \"user.alice\" \"backend1!default\" \"alice\tlrswipkxtecda\t\"",
+            "C01 ACTIVATE \"user.alice\" \"backend1!default\" \"alice\tlrswipkxtecda\t\"",
             "C00 RESERVE \"user.alice.work.projects\" \"backend1!default\"",
-            "C00 ACTIVATE \"user.alice.work.projects\" \"backend1!default\" \"alice\tlrswipkxtecda\t\"",
+            "C01 ACTIVATE \"user.alice.work.projects\" \"backend1!default\" \"alice\tlrswipkxtecda\t\"",
         ]
     );
-    // DELETE after the local delete; RENAME reserves the new name first.
+    // RENAME reserves the new name first; DELETE removes the master's record (after checking
+    // it is ours), then the local mailbox.
     c.ok("RENAME work/projects work/old").await;
     c.ok("DELETE work/old").await;
     let log = master.log();
     assert_eq!(
-        log[4..],
+        log[5..],
         [
             "C00 RESERVE \"user.alice.work.old\" \"backend1!default\"".to_string(),
-            "C00 ACTIVATE \"user.alice.work.old\" \"backend1!default\" \"alice\tlrswipkxtecda\t\""
+            "C01 ACTIVATE \"user.alice.work.old\" \"backend1!default\" \"alice\tlrswipkxtecda\t\""
                 .to_string(),
-            "C01 DELETE \"user.alice.work.projects\"".to_string(),
-            "C00 DELETE \"user.alice.work.old\"".to_string(),
+            "C02 DELETE \"user.alice.work.projects\"".to_string(),
+            "C00 FIND \"user.alice.work.old\"".to_string(),
+            "C01 DELETE \"user.alice.work.old\"".to_string(),
         ]
     );
+    assert_eq!(c.status("work/old").await, None);
     s.handle.shutdown().await;
-    // Restart: the backend re-ACTIVATEs its mailboxes (RFC 3656 4.1).
+    // Restart: the reconcile lists our location (nothing: this fake lists nothing), FINDs the
+    // held INBOX, sees it active here with our ACL, and sends nothing else (no blind ACTIVATE).
     let before = master.log().len();
     let s = TestServer::start_with(|c| {
         c.mupdate = Some(link(&addr));
@@ -144,8 +175,8 @@ async fn create_reserves_then_activates_with_location_and_acl() {
     assert_eq!(
         log[before..],
         [
-            "C00 ACTIVATE \"user.alice\" \"backend1!default\" \"alice\tlrswipkxtecda\t\""
-                .to_string()
+            "C00 LIST \"backend1!\"".to_string(),
+            "C01 FIND \"user.alice\"".to_string()
         ]
     );
     drop(s);
@@ -204,7 +235,7 @@ async fn local_create_failure_after_reserve_releases_the_name() {
         tail,
         [
             "C00 RESERVE \"user.alice.bad..name\" \"backend1!default\"",
-            "C00 DELETE \"user.alice.bad..name\"",
+            "C01 DELETE \"user.alice.bad..name\"",
         ]
     );
     assert_eq!(c.status("bad//name").await, None);

@@ -15,7 +15,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAIL: i32 = 1;
 /// Exit code: target unreachable or bad arguments.
 pub const EXIT_USAGE: i32 = 2;
-/// Exit code: the selection matched no case.
+/// Exit code: the selection matched no case, or no selected case applied to the target (every
+/// one N/A or NOT-RUN): a gate that judged nothing must not pass (the h2spec lesson).
 pub const EXIT_NO_CASE: i32 = 3;
 
 /// One `--expect-fail` line: `ID-PATTERN  reason`.
@@ -79,10 +80,18 @@ pub fn counts_as_failure(r: &CaseReport) -> bool {
     )
 }
 
-/// The exit code for a finished run.
+/// True when the case was judged: it ran against the target and got a verdict.
+pub fn was_judged(r: &CaseReport) -> bool {
+    matches!(r.grade, Grade::Pass | Grade::Fail | Grade::NonStrict)
+}
+
+/// The exit code for a finished run: [`EXIT_FAIL`] on any failure, [`EXIT_NO_CASE`] when no
+/// case was judged (all N/A or not run), else [`EXIT_OK`].
 pub fn exit_code(reports: &[CaseReport]) -> i32 {
     if reports.iter().any(counts_as_failure) {
         EXIT_FAIL
+    } else if !reports.iter().any(was_judged) {
+        EXIT_NO_CASE
     } else {
         EXIT_OK
     }
@@ -99,6 +108,42 @@ mod tests {
         assert!(glob("*", "x"));
         assert!(glob("a?c", "abc"));
         assert!(glob("mupdate/reserve-new", "mupdate/reserve-new"));
+    }
+
+    fn report(grade: Grade) -> CaseReport {
+        CaseReport {
+            id: "x".into(),
+            title: String::new(),
+            protocol: "mupdate".into(),
+            rfc: Vec::new(),
+            level: "MUST".into(),
+            grade,
+            reason: None,
+            failure: None,
+            warnings: Vec::new(),
+            elapsed_ms: 0,
+            note: None,
+            waived: None,
+            transcript: Vec::new(),
+            transcript_text: None,
+            path: String::new(),
+            source: String::new(),
+            index: 0,
+            run_id: String::new(),
+            target: String::new(),
+        }
+    }
+
+    #[test]
+    fn exit_codes() {
+        use Grade::*;
+        let run = |gs: &[Grade]| exit_code(&gs.iter().map(|g| report(*g)).collect::<Vec<_>>());
+        assert_eq!(run(&[Pass, NotApplicable]), EXIT_OK);
+        assert_eq!(run(&[NonStrict]), EXIT_OK);
+        assert_eq!(run(&[Pass, Fail]), EXIT_FAIL);
+        assert_eq!(run(&[NotApplicable, NotApplicable]), EXIT_NO_CASE);
+        assert_eq!(run(&[NotApplicable, NotRun]), EXIT_NO_CASE);
+        assert_eq!(run(&[]), EXIT_NO_CASE);
     }
 
     #[test]

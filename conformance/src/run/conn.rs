@@ -31,6 +31,17 @@ pub enum ReadError {
     /// The server's bytes cannot be framed.
     #[error("{0}")]
     Frame(#[from] FrameError),
+    /// A write could not complete before the deadline, or failed part-way: the server stopped
+    /// reading (or closed the connection) after `sent` of `total` bytes.
+    #[error("server stopped reading after {sent} of {total} bytes ({why})")]
+    Stalled {
+        /// Bytes the socket accepted.
+        sent: usize,
+        /// Bytes of the write.
+        total: usize,
+        /// Timeout, reset, broken pipe.
+        why: String,
+    },
 }
 
 enum Stream {
@@ -86,25 +97,44 @@ impl Conn {
         Ok(())
     }
 
-    /// Write all of `bytes` in one write call (and flush).
+    /// Write all of `bytes` (one logical write, as many system calls as the socket needs) and
+    /// flush. A write the server does not let complete before `deadline` (it stopped reading),
+    /// or that fails part-way (it closed), is [`ReadError::Stalled`] with the bytes it took.
     pub async fn send(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), ReadError> {
-        let fut = async {
-            match &mut self.stream {
-                Stream::Plain(s) => {
-                    s.write_all(bytes).await?;
-                    s.flush().await
+        if matches!(self.stream, Stream::Gone) {
+            return Err(ReadError::Io("write failed: connection is closed".into()));
+        }
+        let total = bytes.len();
+        let mut sent = 0usize;
+        let result = {
+            let (stream, sent) = (&mut self.stream, &mut sent);
+            timeout_at(deadline, async move {
+                while *sent < total {
+                    let rest = bytes.get(*sent..).unwrap_or_default();
+                    let n = match stream {
+                        Stream::Plain(s) => s.write(rest).await?,
+                        Stream::Tls(s) => s.write(rest).await?,
+                        Stream::Gone => 0,
+                    };
+                    if n == 0 {
+                        return Err(std::io::Error::from(std::io::ErrorKind::WriteZero));
+                    }
+                    *sent += n;
                 }
-                Stream::Tls(s) => {
-                    s.write_all(bytes).await?;
-                    s.flush().await
+                match stream {
+                    Stream::Plain(s) => s.flush().await,
+                    Stream::Tls(s) => s.flush().await,
+                    Stream::Gone => Ok(()),
                 }
-                Stream::Gone => Err(std::io::Error::other("connection is closed")),
-            }
-        };
-        timeout_at(deadline, fut)
+            })
             .await
-            .map_err(|_| ReadError::Io("write timed out (the server does not read)".into()))?
-            .map_err(|e| ReadError::Io(format!("write failed: {e}")))
+        };
+        let why = match result {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the write did not complete within the timeout".to_string(),
+        };
+        Err(ReadError::Stalled { sent, total, why })
     }
 
     /// The next logical line, waiting until `deadline`.

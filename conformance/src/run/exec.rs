@@ -1,7 +1,7 @@
 //! The executor of one case: runs `[setup]`, `[test]` and (always) `[cleanup]`, and explains the
 //! first failure with the transcript, the expectation and the first mismatch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use murder_model::{MailboxEntry, Record};
@@ -17,7 +17,7 @@ use crate::scenario::names::{Credentials, case_env, name_prefix};
 use crate::scenario::oracle::{Sim, Status};
 use crate::scenario::pattern::{Pattern, match_line};
 use crate::scenario::template::{Env, Template};
-use crate::scenario::validate::tag_of;
+use crate::scenario::validate::{sim_for, tag_of};
 use crate::scenario::{Need, OpenMode, Protocol, Scenario, Step, StepKind};
 use crate::wire::frame::Line;
 use crate::wire::token::{Spanned, Token, tokenize};
@@ -82,6 +82,10 @@ struct Exec<'a> {
     creds: &'a Credentials,
     env: Env,
     conns: HashMap<String, ConnState>,
+    /// Connections the server closed (a later `closed` or `or closed` on them passes).
+    gone: HashSet<String>,
+    /// Connections opened to the master of the slave under test (`open NAME master`).
+    on_master: HashSet<String>,
     sets: Sets,
     sim: Option<Sim>,
     tr: Transcript,
@@ -198,9 +202,132 @@ impl Exec<'_> {
     fn closed_by_server(&mut self, conn: &str) {
         self.tr.note(conn, "closed by server");
         self.conns.remove(conn);
+        self.gone.insert(conn.to_string());
         if let Some(sim) = self.sim.as_mut() {
             sim.close(conn);
         }
+    }
+
+    /// Read the next line; with `or_closed`, the server closing the connection (now or before)
+    /// is `None` instead of a failure.
+    async fn read_or_closed(
+        &mut self,
+        conn: &str,
+        deadline: Instant,
+        or_closed: bool,
+    ) -> Result<Option<Line>, StepFail> {
+        if or_closed && self.gone.contains(conn) {
+            return Ok(None);
+        }
+        match self.read(conn, deadline).await {
+            Ok(line) => Ok(Some(line)),
+            Err(f) if or_closed && f.connection_lost => {
+                self.closed_by_server(conn);
+                Ok(None)
+            }
+            Err(f) => Err(f),
+        }
+    }
+
+    /// Every line received on `conn` in this case so far, from the transcript.
+    fn received(&self, conn: &str) -> Vec<Line> {
+        self.tr
+            .events
+            .iter()
+            .filter(|e| e.conn == conn && e.dir == Dir::Received)
+            .map(|e| {
+                let b = &e.bytes;
+                match b.strip_suffix(b"\r\n") {
+                    Some(l) => Line {
+                        bytes: l.to_vec(),
+                        bare_lf: false,
+                    },
+                    None => match b.strip_suffix(b"\n") {
+                        Some(l) => Line {
+                            bytes: l.to_vec(),
+                            bare_lf: true,
+                        },
+                        None => Line {
+                            bytes: b.clone(),
+                            bare_lf: false,
+                        },
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// Log `conn` in as the main user (or the second one), and tell the oracle.
+    async fn log_in(&mut self, conn: &str, user2: bool, deadline: Instant) -> Result<(), StepFail> {
+        let who = if user2 {
+            self.creds.user2.clone()
+        } else {
+            self.creds.user.clone()
+        };
+        let (u, p) = who.ok_or_else(|| {
+            StepFail::msg(
+                "no credentials for this login (give --user/--password or --user2/--password2)",
+            )
+        })?;
+        let (protocol, budget) = (self.sc.meta.protocol, self.budget);
+        // On the master, log in the way the master's target says (its GSSAPI service host).
+        let master_info = self
+            .target
+            .master
+            .as_deref()
+            .filter(|_| self.on_master.contains(conn))
+            .map(|m| TargetInfo {
+                login: m.login.clone(),
+                ..self.info.clone()
+            });
+        let info = master_info.as_ref().unwrap_or(self.info);
+        let cs = get_cs(&mut self.conns, conn)?;
+        login(
+            cs,
+            &mut self.tr,
+            &mut self.tags,
+            protocol,
+            Some(info),
+            (&u, &p),
+            deadline,
+            budget,
+        )
+        .await?;
+        if let Some(sim) = self.sim.as_mut() {
+            sim.logged_in(conn);
+        }
+        Ok(())
+    }
+
+    /// Send the runner's own `cfN NOOP` on `conn` (for `silent` and `lacks`); returns its tag and
+    /// the deadline for its reply.
+    async fn send_noop(&mut self, conn: &str) -> Result<(Vec<u8>, Instant), StepFail> {
+        let tag = self.tags.fresh();
+        let mut cmd = tag.clone();
+        cmd.extend_from_slice(b" NOOP\r\n");
+        let deadline = self.deadline();
+        let cs = get_cs(&mut self.conns, conn)?;
+        send(cs, &mut self.tr, &cmd, deadline).await?;
+        Ok((tag, deadline))
+    }
+
+    /// A NOOP round-trip on `conn`: every line the server sent before its reply is read (and
+    /// recorded). `Ok(false)` when the connection is, or gets, closed (nothing more can arrive).
+    async fn barrier(&mut self, conn: &str) -> Result<bool, StepFail> {
+        if self.gone.contains(conn) {
+            return Ok(false);
+        }
+        let (tag, deadline) = self.send_noop(conn).await?;
+        for _ in 0..MAX_SKIPPED_LINES {
+            match self.read_or_closed(conn, deadline, true).await? {
+                None => return Ok(false),
+                Some(line) if is_status(&tokenize(&line.bytes), &tag).is_some() => {
+                    return Ok(true);
+                }
+                Some(_) => {}
+            }
+        }
+        Err(StepFail::msg("too many lines"))
     }
 
     async fn read(&mut self, conn: &str, deadline: Instant) -> Result<Line, StepFail> {
@@ -311,15 +438,23 @@ impl Exec<'_> {
         let protocol = self.sc.meta.protocol;
         let budget = self.budget;
         match &step.kind {
-            StepKind::Open { conn, mode } => {
+            StepKind::Open { conn, mode, master } => {
                 if let Some(mut old) = self.conns.remove(conn) {
                     old.conn.shutdown().await;
                 }
+                self.gone.remove(conn);
                 let deadline = self.deadline();
                 let raw = *mode == OpenMode::Raw;
-                let (mut cs, _) = open(
+                let target = if *master {
+                    self.target.master.as_deref().ok_or_else(|| {
+                        StepFail::msg("no --master given (the master of the slave under test)")
+                    })?
+                } else {
+                    self.target
+                };
+                let (cs, _) = open(
                     conn,
-                    self.target,
+                    target,
                     protocol,
                     raw,
                     &mut self.tr,
@@ -328,55 +463,24 @@ impl Exec<'_> {
                     budget,
                 )
                 .await?;
-                let who = match mode {
-                    OpenMode::Login => self.creds.user.clone(),
-                    OpenMode::LoginUser2 => self.creds.user2.clone(),
-                    _ => None,
-                };
-                let logged = matches!(mode, OpenMode::Login | OpenMode::LoginUser2);
-                if logged {
-                    let (u, p) = who.ok_or_else(|| StepFail::msg("no credentials for this login (give --user/--password or --user2/--password2)"))?;
-                    login(
-                        &mut cs,
-                        &mut self.tr,
-                        &mut self.tags,
-                        protocol,
-                        Some(self.info),
-                        (&u, &p),
-                        deadline,
-                        budget,
-                    )
-                    .await?;
+                self.conns.insert(conn.clone(), cs);
+                if *master {
+                    self.on_master.insert(conn.clone());
+                } else {
+                    self.on_master.remove(conn);
                 }
                 if let Some(sim) = self.sim.as_mut() {
-                    sim.open(conn, logged);
+                    sim.open_on(conn, false, *master);
                 }
-                self.conns.insert(conn.clone(), cs);
+                match mode {
+                    OpenMode::Login => self.log_in(conn, false, deadline).await?,
+                    OpenMode::LoginUser2 => self.log_in(conn, true, deadline).await?,
+                    OpenMode::NoAuth | OpenMode::Raw => {}
+                }
             }
             StepKind::Login { conn, user2 } => {
-                let who = if *user2 {
-                    self.creds.user2.clone()
-                } else {
-                    self.creds.user.clone()
-                };
-                let (u, p) = who.ok_or_else(|| StepFail::msg("no credentials for this login"))?;
                 let deadline = self.deadline();
-                let info = self.info;
-                let cs = get_cs(&mut self.conns, conn)?;
-                login(
-                    cs,
-                    &mut self.tr,
-                    &mut self.tags,
-                    protocol,
-                    Some(info),
-                    (&u, &p),
-                    deadline,
-                    budget,
-                )
-                .await?;
-                if let Some(sim) = self.sim.as_mut() {
-                    sim.logged_in(conn);
-                }
+                self.log_in(conn, *user2, deadline).await?;
             }
             StepKind::StartTls { conn } => {
                 let deadline = self.deadline();
@@ -435,17 +539,32 @@ impl Exec<'_> {
                     });
                 }
             }
-            StepKind::Expect { conn, pattern } => {
+            StepKind::Expect {
+                conn,
+                pattern,
+                or_closed,
+            } => {
                 let deadline = self.deadline();
-                let line = self.read(conn, deadline).await?;
+                let Some(line) = self.read_or_closed(conn, deadline, *or_closed).await? else {
+                    return Ok(());
+                };
                 let caps = self.match_pattern(conn, pattern, &line)?;
                 self.env.vars.extend(caps);
             }
-            StepKind::Eventually { conn, pattern } => {
+            StepKind::Eventually {
+                conn,
+                pattern,
+                or_closed,
+            } => {
                 let deadline = self.deadline();
+                if *or_closed && self.gone.contains(conn) {
+                    return Ok(());
+                }
                 let last_tag = get_cs(&mut self.conns, conn)?.tag.clone();
                 for _ in 0..MAX_SKIPPED_LINES {
-                    let line = self.read(conn, deadline).await?;
+                    let Some(line) = self.read_or_closed(conn, deadline, *or_closed).await? else {
+                        return Ok(());
+                    };
                     if let Ok(caps) = self.match_pattern(conn, pattern, &line) {
                         self.env.vars.extend(caps);
                         return Ok(());
@@ -512,6 +631,9 @@ impl Exec<'_> {
                 }
             }
             StepKind::Closed { conn } => {
+                if self.gone.contains(conn) {
+                    return Ok(());
+                }
                 let deadline = self.deadline();
                 let cs = get_cs(&mut self.conns, conn)?;
                 match cs.conn.read_line(deadline, budget).await {
@@ -567,12 +689,7 @@ impl Exec<'_> {
                 }
             }
             StepKind::Silent { conn } => {
-                let tag = self.tags.fresh();
-                let mut cmd = tag.clone();
-                cmd.extend_from_slice(b" NOOP\r\n");
-                let deadline = self.deadline();
-                let cs = get_cs(&mut self.conns, conn)?;
-                send(cs, &mut self.tr, &cmd, deadline).await?;
+                let (tag, deadline) = self.send_noop(conn).await?;
                 let line = self.read(conn, deadline).await?;
                 if is_status(&tokenize(&line.bytes), &tag).is_none() {
                     return Err(StepFail {
@@ -633,13 +750,7 @@ impl Exec<'_> {
                                 .collect::<Vec<_>>()
                                 .join("\n"),
                         ),
-                        got: Some(
-                            lines
-                                .iter()
-                                .map(|l| visible(&l.bytes))
-                                .collect::<Vec<_>>()
-                                .join("\n"),
-                        ),
+                        got: Some(show_lines(&lines)),
                         mismatch: Some(if unmatched.is_empty() {
                             "every line matches some pattern, but not one-to-one".into()
                         } else {
@@ -686,17 +797,8 @@ impl Exec<'_> {
                 };
                 let (na, nb) = (norm(a), norm(b));
                 if na != nb {
-                    let show = |n: &str| {
-                        self.sets
-                            .get(n)
-                            .map(|s| {
-                                s.iter()
-                                    .map(|l| visible(&l.bytes))
-                                    .collect::<Vec<_>>()
-                                    .join("\n")
-                            })
-                            .unwrap_or_default()
-                    };
+                    let show =
+                        |n: &str| self.sets.get(n).map(|s| show_lines(s)).unwrap_or_default();
                     return Err(StepFail {
                         message: format!(
                             "the sets {a} and {b} differ (compared without tags, strings by value)"
@@ -712,12 +814,7 @@ impl Exec<'_> {
                 if have != *n {
                     return Err(StepFail {
                         message: format!("the set {name} has {have} line(s), expected {n}"),
-                        got: self.sets.get(name).map(|s| {
-                            s.iter()
-                                .map(|l| visible(&l.bytes))
-                                .collect::<Vec<_>>()
-                                .join("\n")
-                        }),
+                        got: self.sets.get(name).map(|s| show_lines(s)),
                         ..StepFail::default()
                     });
                 }
@@ -734,17 +831,67 @@ impl Exec<'_> {
                         return Err(StepFail {
                             message: format!("no line of the set {name} matches"),
                             expected: Some(pattern.src.clone()),
-                            got: Some(
-                                lines
-                                    .iter()
-                                    .map(|l| visible(&l.bytes))
-                                    .collect::<Vec<_>>()
-                                    .join("\n"),
-                            ),
+                            got: Some(show_lines(&lines)),
                             ..StepFail::default()
                         });
                     }
                 }
+            }
+            StepKind::Lacks { conn, pattern } => {
+                let barrier = self.barrier(conn).await?;
+                let mut lines = self.received(conn);
+                if barrier {
+                    // The barrier's own reply is not one of the lines judged.
+                    lines.pop();
+                }
+                let env = self.env_for(conn);
+                let hits: Vec<&Line> = lines
+                    .iter()
+                    .filter(|l| {
+                        !l.bare_lf
+                            && match_line(pattern, &l.bytes, &tokenize(&l.bytes), &env).is_ok()
+                    })
+                    .collect();
+                if let Some(first) = hits.first() {
+                    return Err(StepFail {
+                        message: format!(
+                            "{} line(s) received on {conn} match a pattern that must not arrive",
+                            hits.len()
+                        ),
+                        expected: Some(format!("no line like: {}", pattern.src)),
+                        got: Some(visible(&first.bytes)),
+                        ..StepFail::default()
+                    });
+                }
+            }
+            StepKind::Last {
+                name,
+                conn,
+                pattern,
+            } => {
+                let lines = if *conn {
+                    self.received(name)
+                } else {
+                    self.sets.get(name).cloned().unwrap_or_default()
+                };
+                let Some(line) = lines.last() else {
+                    return Err(StepFail {
+                        message: format!(
+                            "{} {name} has no line",
+                            if *conn { "the connection" } else { "the set" }
+                        ),
+                        expected: Some(pattern.src.clone()),
+                        ..StepFail::default()
+                    });
+                };
+                let caps = self
+                    .match_pattern(if *conn { name } else { "" }, pattern, line)
+                    .map_err(|f| StepFail {
+                        message: format!("the last line of {name} does not match"),
+                        got: Some(show_lines(&lines)),
+                        ..f
+                    })?;
+                self.env.vars.extend(caps);
             }
             StepKind::Race { sends } => {
                 let mut planned = Vec::new();
@@ -798,6 +945,15 @@ impl Exec<'_> {
     }
 }
 
+/// Lines made visible, one per line (for failure reports).
+fn show_lines(lines: &[Line]) -> String {
+    lines
+        .iter()
+        .map(|l| visible(&l.bytes))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn assign(results: &MatchTable, pi: usize, used: &mut [bool], chosen: &mut Vec<usize>) -> bool {
     let Some(row) = results.get(pi) else {
         return true;
@@ -842,9 +998,11 @@ pub async fn execute(
         creds,
         env: case_env(run_id, index, creds),
         conns: HashMap::new(),
+        gone: HashSet::new(),
+        on_master: HashSet::new(),
         sets: HashMap::new(),
         sim: (sc.meta.protocol == Protocol::Mupdate)
-            .then(|| Sim::new(sc.meta.needs.contains(&Need::Slave))),
+            .then(|| sim_for(sc, sc.meta.needs.contains(&Need::Slave))),
         tr: Transcript::default(),
         tags: Tags::default(),
         prefix: name_prefix(run_id, index),

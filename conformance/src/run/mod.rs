@@ -1,9 +1,10 @@
 //! Running cases against a target: connections ([`conn`]), their protocol chores
-//! ([`session`]: greeting, login, STARTTLS), the probe that learns what the target offers
+//! ([`session`]: greeting, login, STARTTLS; [`gssapi`]: the GSSAPI login), the probe that learns what the target offers
 //! ([`probe`]), the executor of one case ([`exec`]) and the suite runner ([`suite`]).
 
 pub mod conn;
 pub mod exec;
+pub mod gssapi;
 pub mod probe;
 pub mod session;
 pub mod suite;
@@ -19,6 +20,7 @@ use rustls::pki_types::ServerName;
 
 use crate::scenario::names::Credentials;
 use crate::scenario::{Need, Protocol};
+pub use gssapi::LoginMech;
 
 /// How the runner's connections use TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -43,6 +45,11 @@ pub struct Target {
     pub tls: Arc<ClientConfig>,
     /// Name to verify the certificate against.
     pub server_name: ServerName<'static>,
+    /// The master of this target when it is a MUPDATE slave (`--master`), for the cases that
+    /// write on the master and look on the slave (`needs: slave master`, `open NAME master`).
+    pub master: Option<Box<Target>>,
+    /// How the runner logs in (`--sasl-mech`).
+    pub login: LoginMech,
 }
 
 /// Settings of one run.
@@ -92,6 +99,18 @@ pub struct TargetInfo {
     pub greeting: String,
     /// Why the second user could not log in, if it could not (its cases are then N/A).
     pub user2_refused: Option<String>,
+    /// How the runner logs in (the target's `--sasl-mech`, copied by the probe); shown in
+    /// reports only when not PLAIN.
+    #[serde(skip_serializing_if = "LoginMech::is_plain")]
+    pub login: LoginMech,
+}
+
+impl TargetInfo {
+    /// `NAME` is advertised: in the capabilities (IMAP) or as a banner line (MUPDATE, where the
+    /// `* STARTTLS` line is kept as [`TargetInfo::starttls`]).
+    pub fn advertises(&self, name: &str) -> bool {
+        self.caps.contains(name) || (name == "STARTTLS" && self.starttls)
+    }
 }
 
 /// Why a case cannot run here: the first unmet need.
@@ -110,8 +129,13 @@ pub fn unmet_need(
             Need::Starttls => info.starttls && target.tls_mode == TlsMode::Plain,
             Need::NoStarttls => !info.starttls,
             Need::Plaintext => target.tls_mode == TlsMode::Plain,
-            Need::Capability(c) => info.caps.contains(c),
-            Need::Mechanism(m) => info.mechs.contains(m),
+            Need::Capability(c) => info.advertises(c),
+            Need::Mechanism(m) => {
+                info.mechs.contains(m) && !(password_mech(m) && no_password(info, creds))
+            }
+            Need::Login(m) => info.login.name() == m,
+            Need::NoCapability(c) => !info.advertises(c),
+            Need::MasterPeer => target.master.is_some(),
         };
         if !met {
             return Some(match n {
@@ -120,9 +144,30 @@ pub fn unmet_need(
                     Some(why) => format!("the second user cannot log in: {why}"),
                     None => "no --user2/--password2 given".to_string(),
                 },
+                Need::MasterPeer => {
+                    "no --master given (the master of the slave under test)".to_string()
+                }
+                Need::NoCapability(c) => format!("target advertises {c}"),
+                Need::Mechanism(m) if info.mechs.contains(m) => {
+                    format!("`{n}` needs a password (--sasl-mech GSSAPI without --password)")
+                }
+                Need::Login(m) => format!(
+                    "the run logs in with {} (--sasl-mech {m})",
+                    info.login.name()
+                ),
                 _ => format!("target lacks `{n}`"),
             });
         }
     }
     None
+}
+
+/// Whether a mechanism sends the password (`$plain` and friends).
+fn password_mech(m: &str) -> bool {
+    m == "PLAIN" || m == "LOGIN"
+}
+
+/// A run logging in without a password (GSSAPI, no `--password`): cases that send one are N/A.
+fn no_password(info: &TargetInfo, creds: &Credentials) -> bool {
+    !info.login.is_plain() && creds.user.as_ref().is_none_or(|(_, p)| p.is_empty())
 }

@@ -205,6 +205,7 @@ pub async fn probe(
         starttls: false,
         greeting: String::from_utf8_lossy(&first.bytes).into_owned(),
         user2_refused: None,
+        login: target.login.clone(),
     };
     let fail = |e: session::StepFail| unreachable(e.message());
     match protocol {
@@ -259,28 +260,9 @@ pub async fn probe(
                     .await
                     .map_err(fail)?;
             }
-            if let Some((u, p)) = &creds.user {
-                login(
-                    &mut cs,
-                    &mut tr,
-                    &mut tags,
-                    protocol,
-                    Some(&info),
-                    (u, p),
-                    deadline,
-                    budget,
-                )
-                .await
-                .map_err(|e| ProbeError::Login(e.message()))?;
-                imap_capability(&mut cs, &mut tr, &mut tags, &mut info, deadline, budget)
-                    .await
-                    .map_err(fail)?;
-            }
         }
     }
-    if protocol == Protocol::Mupdate
-        && let Some((u, p)) = &creds.user
-    {
+    if let Some((u, p)) = &creds.user {
         login(
             &mut cs,
             &mut tr,
@@ -293,6 +275,12 @@ pub async fn probe(
         )
         .await
         .map_err(|e| ProbeError::Login(e.message()))?;
+        if protocol == Protocol::Imap {
+            // The capabilities change after login (RFC 3501 6.2.3).
+            imap_capability(&mut cs, &mut tr, &mut tags, &mut info, deadline, budget)
+                .await
+                .map_err(fail)?;
+        }
     }
     if let Some((u, p)) = &creds.user2 {
         let (mut c2, _) = session::open(
@@ -355,6 +343,7 @@ pub async fn alive(target: &Target, protocol: Protocol, budget: Duration) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::LoginMech;
 
     #[test]
     fn detects_protocols() {
@@ -393,6 +382,7 @@ mod tests {
             starttls: false,
             greeting: String::new(),
             user2_refused: None,
+            login: LoginMech::Plain,
         };
         read_banner(&lines, &mut info);
         assert_eq!(info.role, Role::Slave);
@@ -411,6 +401,7 @@ mod tests {
             starttls: false,
             greeting: String::new(),
             user2_refused: None,
+            login: LoginMech::Plain,
         };
         read_caps(
             &Line {

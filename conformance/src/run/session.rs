@@ -54,6 +54,9 @@ pub struct ConnState {
     pub last_sent: Vec<u8>,
     /// Its name in the scenario.
     pub name: String,
+    /// Set when a write could not complete (the server stopped reading after N bytes): later
+    /// failures on this connection say so, and it takes no further writes.
+    pub stalled: Option<String>,
 }
 
 fn read_fail(cs: &ConnState, e: &ReadError) -> StepFail {
@@ -71,9 +74,14 @@ fn read_fail(cs: &ConnState, e: &ReadError) -> StepFail {
     let partial = cs.conn.partial();
     let got =
         (!partial.is_empty()).then(|| format!("incomplete: {}", visible_capped(partial, 400)));
+    let stalled = cs
+        .stalled
+        .as_ref()
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default();
     StepFail {
         connection_lost: matches!(e, ReadError::Closed | ReadError::Io(_)),
-        message: format!("{e}{after}"),
+        message: format!("{e}{after}{stalled}"),
         got,
         ..StepFail::default()
     }
@@ -97,13 +105,23 @@ pub async fn send_shown(
     shown: &[u8],
     deadline: Instant,
 ) -> Result<(), StepFail> {
+    if let Some(s) = &cs.stalled {
+        return Err(StepFail::msg(format!("cannot send on {}: {s}", cs.name)));
+    }
     tr.push(&cs.name, Dir::Sent, shown);
-    cs.conn
-        .send(bytes, deadline)
-        .await
-        .map_err(|e| read_fail(cs, &e))?;
+    let r = cs.conn.send(bytes, deadline).await;
     cs.last_sent = bytes.to_vec();
-    Ok(())
+    match r {
+        Ok(()) => Ok(()),
+        // Not a failure by itself: the scenario judges what the server did instead (an answer,
+        // a close, silence); the expectations that follow report it.
+        Err(e @ ReadError::Stalled { .. }) => {
+            tr.note(&cs.name, &e.to_string());
+            cs.stalled = Some(e.to_string());
+            Ok(())
+        }
+        Err(e) => Err(read_fail(cs, &e)),
+    }
 }
 
 /// Read one logical line and record it.
@@ -229,7 +247,8 @@ impl Tags {
     }
 }
 
-/// Log in with the protocol's usual command (README 3.1).
+/// Log in with the protocol's usual command (README 3.1), or with GSSAPI when the run uses
+/// `--sasl-mech GSSAPI` ([`super::gssapi::login`]; `pass` is then unused).
 #[allow(clippy::too_many_arguments)]
 pub async fn login(
     cs: &mut ConnState,
@@ -241,6 +260,9 @@ pub async fn login(
     deadline: Instant,
     budget: Duration,
 ) -> Result<(), StepFail> {
+    if let Some(info) = info.filter(|i| !i.login.is_plain()) {
+        return super::gssapi::login(cs, tr, tags, protocol, info, user, deadline, budget).await;
+    }
     let tag = tags.fresh();
     let t = String::from_utf8_lossy(&tag).into_owned();
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
@@ -364,6 +386,7 @@ pub async fn open(
         tag: Vec::new(),
         last_sent: Vec::new(),
         name: name.to_string(),
+        stalled: None,
     };
     if target.tls_mode == TlsMode::Implicit {
         tls_handshake(&mut cs, tr, target, deadline).await?;

@@ -7,8 +7,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::visible::visible_capped;
 
-/// Longest rendering of one event in a report (the bundle keeps everything).
+/// Longest rendering of one event in a report (the bundle keeps more).
 pub const MAX_EVENT_CHARS: usize = 2000;
+
+/// Most bytes of one send kept in the transcript (and so in bundles): a 10 MiB command line is
+/// in the scenario already, and its copy would make bundles hundreds of MB of JSON. The rest is
+/// replaced by a note saying how much was left out. Received lines are kept whole (`lacks` and
+/// `last` judge them).
+pub const MAX_SENT_BYTES: usize = 64 * 1024;
 
 /// Direction of an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +60,19 @@ impl Default for Transcript {
 impl Transcript {
     /// Record an event.
     pub fn push(&mut self, conn: &str, dir: Dir, bytes: &[u8]) {
+        if dir == Dir::Sent
+            && let Some(kept) = bytes.get(..MAX_SENT_BYTES)
+            && kept.len() < bytes.len()
+        {
+            self.push_whole(conn, dir, kept);
+            let more = bytes.len() - kept.len();
+            self.note(conn, &format!("... {more} more bytes sent (not kept)"));
+            return;
+        }
+        self.push_whole(conn, dir, bytes);
+    }
+
+    fn push_whole(&mut self, conn: &str, dir: Dir, bytes: &[u8]) {
         let at_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.events.push(Event {
             conn: conn.to_string(),

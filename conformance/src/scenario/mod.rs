@@ -89,6 +89,14 @@ pub enum Need {
     Capability(String),
     /// A SASL mechanism.
     Mechanism(String),
+    /// A capability (IMAP) or banner line (MUPDATE) that must **not** be advertised
+    /// (`nocap:NAME`).
+    NoCapability(String),
+    /// The master of the slave under test, given with `--master` (`needs: slave master`); the
+    /// case opens connections to it with `open NAME master`.
+    MasterPeer,
+    /// The runner logs in with this SASL mechanism (`--sasl-mech`), e.g. `login:GSSAPI`.
+    Login(String),
 }
 
 impl fmt::Display for Need {
@@ -103,6 +111,9 @@ impl fmt::Display for Need {
             Need::Plaintext => f.write_str("plaintext"),
             Need::Capability(c) => write!(f, "cap:{c}"),
             Need::Mechanism(m) => write!(f, "mech:{m}"),
+            Need::NoCapability(c) => write!(f, "nocap:{c}"),
+            Need::MasterPeer => f.write_str("master (--master)"),
+            Need::Login(m) => write!(f, "login:{m}"),
         }
     }
 }
@@ -153,12 +164,14 @@ pub struct Step {
 /// The steps of README section 3.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StepKind {
-    /// `open c1 [user2|noauth|raw]`.
+    /// `open c1 [master] [user2|noauth|raw]`.
     Open {
         /// Connection name.
         conn: String,
         /// Greeting and login handling.
         mode: OpenMode,
+        /// Connect to the master of the slave under test (`--master`) instead of the target.
+        master: bool,
     },
     /// `login c1 [user2]`.
     Login {
@@ -198,17 +211,39 @@ pub enum StepKind {
         /// The command line.
         text: Template,
     },
-    /// `c1 < PATTERN`.
+    /// `c1 < PATTERN [or closed]`.
     Expect {
         /// Connection name.
         conn: String,
         /// Pattern.
         pattern: Pattern,
+        /// `or closed`: the server closing the connection instead also passes.
+        or_closed: bool,
     },
-    /// `c1 << PATTERN`.
+    /// `c1 << PATTERN [or closed]`.
     Eventually {
         /// Connection name.
         conn: String,
+        /// Pattern.
+        pattern: Pattern,
+        /// `or closed`: the server closing the connection instead also passes.
+        or_closed: bool,
+    },
+    /// `lacks c1 PATTERN`: after a NOOP barrier round-trip on `c1`, no line received on `c1`
+    /// during the case (the barrier's drain included) matches `PATTERN`.
+    Lacks {
+        /// Connection name.
+        conn: String,
+        /// The pattern no line may match.
+        pattern: Pattern,
+    },
+    /// `last NAME PATTERN`: the last line of the set `NAME`, or the most recent line received on
+    /// the connection `NAME`, matches `PATTERN`.
+    Last {
+        /// Set or connection name.
+        name: String,
+        /// `NAME` is a connection (else a set).
+        conn: bool,
         /// Pattern.
         pattern: Pattern,
     },
@@ -309,8 +344,14 @@ impl StepKind {
             | S::Silent { conn }
             | S::Settle { conn }
             | S::Unordered { conn, .. }
-            | S::Collect { conn, .. } => Some(conn),
-            S::Same { .. } | S::Count { .. } | S::Has { .. } | S::Race { .. } => None,
+            | S::Collect { conn, .. }
+            | S::Lacks { conn, .. } => Some(conn),
+            S::Last {
+                name, conn: true, ..
+            } => Some(name),
+            S::Same { .. } | S::Count { .. } | S::Has { .. } | S::Last { .. } | S::Race { .. } => {
+                None
+            }
         }
     }
 }
@@ -322,7 +363,8 @@ impl Scenario {
     }
 
     /// The declared needs plus those the steps imply: a logged-in `open` or `login` needs the
-    /// main user (`admin`), one as `user2` needs the second user. A run without those
+    /// main user (`admin`), one as `user2` needs the second user, `open NAME master` needs the
+    /// master (`--master`). A run without those
     /// credentials grades the case N/A instead of failing it.
     pub fn effective_needs(&self) -> Vec<Need> {
         let mut needs = self.meta.needs.clone();
@@ -340,10 +382,12 @@ impl Scenario {
                 | StepKind::Login { user2: true, .. } => Some(Need::User2),
                 _ => None,
             };
-            if let Some(n) = implied
-                && !needs.contains(&n)
-            {
-                needs.push(n);
+            let on_master =
+                matches!(s.kind, StepKind::Open { master: true, .. }).then_some(Need::MasterPeer);
+            for n in [implied, on_master].into_iter().flatten() {
+                if !needs.contains(&n) {
+                    needs.push(n);
+                }
             }
         }
         needs

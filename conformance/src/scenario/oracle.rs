@@ -107,6 +107,8 @@ struct Candidate {
 #[derive(Clone, Debug)]
 struct ConnSim {
     state: SessionState,
+    /// Writes are refused (a connection to the slave under test).
+    read_only: bool,
     reader: CommandReader,
     pending_auth: Vec<Vec<u8>>,
 }
@@ -115,6 +117,9 @@ struct ConnSim {
 #[derive(Clone, Debug)]
 pub struct Sim {
     slave: bool,
+    /// The target is known not to offer PARTIAL-UPDATE (`needs: nocap:PARTIAL-UPDATE`), so
+    /// `UPDATE "host"` is malformed rather than possibly a stream.
+    no_partial_update: bool,
     conns: HashMap<String, ConnSim>,
     cands: Vec<Candidate>,
 }
@@ -133,6 +138,7 @@ impl Sim {
     pub fn new(slave: bool) -> Self {
         Sim {
             slave,
+            no_partial_update: false,
             conns: HashMap::new(),
             cands: vec![Candidate {
                 db: MailboxDb::new(),
@@ -141,11 +147,26 @@ impl Sim {
         }
     }
 
+    /// The simulation for a case whose target does not advertise PARTIAL-UPDATE
+    /// (`needs: nocap:PARTIAL-UPDATE`): `UPDATE` with arguments is malformed there.
+    pub fn without_partial_update(mut self) -> Self {
+        self.no_partial_update = true;
+        self
+    }
+
     /// A connection was opened, logged in or not.
     pub fn open(&mut self, conn: &str, logged_in: bool) {
+        self.open_on(conn, logged_in, false);
+    }
+
+    /// A connection was opened to the target, or (`on_master`) to the master of the slave under
+    /// test, which writes to the same database (the slave replicates it).
+    pub fn open_on(&mut self, conn: &str, logged_in: bool, on_master: bool) {
+        let read_only = self.slave && !on_master;
         self.conns.insert(
             conn.to_string(),
             ConnSim {
+                read_only,
                 state: if logged_in {
                     SessionState::Authenticated
                 } else {
@@ -172,14 +193,22 @@ impl Sim {
     /// Bytes written on `conn`: every complete command is applied to every candidate. Returns the
     /// commands completed by these bytes.
     pub fn sent(&mut self, conn: &str, bytes: &[u8]) -> Vec<SentCommand> {
-        let slave = self.slave;
         let Some(c) = self.conns.get_mut(conn) else {
             return Vec::new();
         };
+        let slave = c.read_only;
         c.reader.push(bytes);
         let mut done = Vec::new();
         while let Some(cmd) = c.reader.next_command() {
-            let (expected_fn, new_state) = classify(&cmd, c.state, slave);
+            let (expected_fn, new_state) =
+                if self.no_partial_update && matches!(cmd.parsed, Parsed::PartialUpdate) {
+                    (
+                        Classified::Fixed(Expected::Refused("malformed arguments")),
+                        None,
+                    )
+                } else {
+                    classify(&cmd, c.state, slave)
+                };
             if let Some(s) = new_state {
                 c.state = s;
             }
@@ -350,7 +379,7 @@ impl Sim {
                     "{conn}: a race line must be ACTIVATE, RESERVE, DEACTIVATE, DELETE, FIND or LIST"
                 ));
             };
-            if verdict(c.state, kind_of(&cmd), self.slave) != Verdict::Run {
+            if verdict(c.state, kind_of(&cmd), c.read_only) != Verdict::Run {
                 return Err(format!(
                     "{conn}: the connection may not run this command here"
                 ));

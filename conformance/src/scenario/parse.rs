@@ -52,8 +52,12 @@ enum Open {
 }
 
 const KEYWORDS: &[&str] = &[
-    "open", "login", "starttls", "tls", "close", "race", "end", "same", "count", "has",
+    "open", "login", "starttls", "tls", "close", "race", "end", "same", "count", "has", "lacks",
+    "last",
 ];
+
+/// The suffix of `<` and `<<` that also accepts the server closing the connection.
+const OR_CLOSED: &str = " or closed";
 
 struct Parser<'a> {
     file: &'a str,
@@ -312,17 +316,25 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, ParseError> {
                     if !is_name(conn) || KEYWORDS.contains(&conn) {
                         return Err(p.err(rest_col, "open needs a connection name"));
                     }
-                    let mode = match words.get(1..) {
-                        Some([]) | None => OpenMode::Login,
-                        Some(["user2"]) => OpenMode::LoginUser2,
-                        Some(["noauth"]) => OpenMode::NoAuth,
-                        Some(["raw"]) => OpenMode::Raw,
-                        _ => return Err(p.err(rest_col, "open CONN [user2|noauth|raw]")),
+                    let mut extra = words.get(1..).unwrap_or_default();
+                    let master = extra.first() == Some(&"master");
+                    if master {
+                        extra = extra.get(1..).unwrap_or_default();
+                    }
+                    let mode = match extra {
+                        [] => OpenMode::Login,
+                        ["user2"] => OpenMode::LoginUser2,
+                        ["noauth"] => OpenMode::NoAuth,
+                        ["raw"] => OpenMode::Raw,
+                        _ => {
+                            return Err(p.err(rest_col, "open CONN [master] [user2|noauth|raw]"));
+                        }
                     };
                     opened.insert(conn.to_string());
                     StepKind::Open {
                         conn: conn.to_string(),
                         mode,
+                        master,
                     }
                 }
                 "login" | "starttls" | "tls" | "close" => {
@@ -369,6 +381,62 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, ParseError> {
                     }
                     _ => return Err(p.err(rest_col, "same SET1 SET2")),
                 },
+                "lacks" | "last" => {
+                    let (name, pat) = rest.split_once(' ').unwrap_or((rest, ""));
+                    let usage = format!(
+                        "{first} {} PATTERN",
+                        if first == "lacks" { "CONN" } else { "SET|CONN" }
+                    );
+                    if pat.trim().is_empty() {
+                        return Err(p.err(rest_col, usage));
+                    }
+                    let (is_set, is_conn) = (p.sets.contains(name), opened.contains(name));
+                    let conn = match (first, is_set, is_conn) {
+                        ("lacks", _, true) | ("last", false, true) => true,
+                        ("last", true, false) => false,
+                        ("last", true, true) => {
+                            return Err(p.err(
+                                rest_col,
+                                format!("{name} is both a set and a connection: rename one"),
+                            ));
+                        }
+                        _ => {
+                            return Err(p.err(
+                                rest_col,
+                                format!(
+                                    "{usage}: {name} is not an opened connection{}",
+                                    if first == "last" {
+                                        " or a collected set"
+                                    } else {
+                                        ""
+                                    }
+                                ),
+                            ));
+                        }
+                    };
+                    let pat_col = rest_col + name.len() + 1;
+                    let pattern = p.pattern(pat, pat_col)?;
+                    if first == "lacks" {
+                        let mut caps = Vec::new();
+                        collect_captures(&pattern.items, &mut caps);
+                        if let Some(c) = caps.first() {
+                            return Err(p.err(
+                                pat_col,
+                                format!("lacks cannot capture (${{{c}=}}): no line matches it"),
+                            ));
+                        }
+                        StepKind::Lacks {
+                            conn: name.to_string(),
+                            pattern,
+                        }
+                    } else {
+                        StepKind::Last {
+                            name: name.to_string(),
+                            conn,
+                            pattern,
+                        }
+                    }
+                }
                 "count" => match words.as_slice() {
                     [name, n] => {
                         if !p.sets.contains(*name) {
@@ -446,18 +514,28 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, ParseError> {
                         text: p.template(arg, arg_col, Mode::Send)?,
                     }
                 }
-                "<" => {
-                    need_arg(&p)?;
-                    StepKind::Expect {
-                        conn,
-                        pattern: p.pattern(arg, arg_col)?,
+                "<" | "<<" => {
+                    let (arg, or_closed) = match arg.trim_end().strip_suffix(OR_CLOSED) {
+                        Some(a) => (a, true),
+                        None if arg.trim() == OR_CLOSED.trim() => ("", true),
+                        None => (arg, false),
+                    };
+                    if arg.trim().is_empty() {
+                        return Err(p.err(arg_col, format!("`{op}` needs an argument")));
                     }
-                }
-                "<<" => {
-                    need_arg(&p)?;
-                    StepKind::Eventually {
-                        conn,
-                        pattern: p.pattern(arg, arg_col)?,
+                    let pattern = p.pattern(arg, arg_col)?;
+                    if op == "<" {
+                        StepKind::Expect {
+                            conn,
+                            pattern,
+                            or_closed,
+                        }
+                    } else {
+                        StepKind::Eventually {
+                            conn,
+                            pattern,
+                            or_closed,
+                        }
                     }
                 }
                 "<=" => StepKind::ExpectExact {
@@ -519,7 +597,7 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, ParseError> {
                 other => {
                     return Err(p.err(
                         rest_col,
-                        format!("unknown operator {other:?}: use > >> >! < << <= <~ closed silent unordered collect"),
+                        format!("unknown operator {other:?}: use > >> >! < << <= <~ closed silent settle unordered collect"),
                     ));
                 }
             }
@@ -563,8 +641,21 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, ParseError> {
 }
 
 fn check_protocol_rules(sc: &Scenario) -> Result<(), (usize, String)> {
+    for s in sc.steps() {
+        if matches!(s.kind, StepKind::Open { master: true, .. })
+            && !sc.meta.needs.contains(&Need::MasterPeer)
+        {
+            return Err((
+                s.line,
+                "`open NAME master` needs `needs: slave master` in the header".into(),
+            ));
+        }
+    }
     if sc.meta.protocol == Protocol::Mupdate {
         return Ok(());
+    }
+    if sc.meta.needs.contains(&Need::MasterPeer) {
+        return Err((1, "`needs: slave master` is MUPDATE only".into()));
     }
     for s in sc.setup.iter().chain(&sc.test).chain(&sc.cleanup) {
         match s.kind {
@@ -677,10 +768,18 @@ fn meta(p: &Parser<'_>, fields: &[(String, String, usize)]) -> Result<Meta, Pars
                         _ => {
                             if let Some(c) = w.strip_prefix("cap:").filter(|c| !c.is_empty()) {
                                 Need::Capability(c.to_ascii_uppercase())
+                            } else if let Some(c) =
+                                w.strip_prefix("nocap:").filter(|c| !c.is_empty())
+                            {
+                                Need::NoCapability(c.to_ascii_uppercase())
                             } else if let Some(m) =
                                 w.strip_prefix("mech:").filter(|c| !c.is_empty())
                             {
                                 Need::Mechanism(m.to_ascii_uppercase())
+                            } else if let Some(m) =
+                                w.strip_prefix("login:").filter(|c| !c.is_empty())
+                            {
+                                Need::Login(m.to_ascii_uppercase())
                             } else {
                                 return Err(at(line, format!("unknown need {w:?}")));
                             }
@@ -705,7 +804,7 @@ fn meta(p: &Parser<'_>, fields: &[(String, String, usize)]) -> Result<Meta, Pars
         }
     }
     let missing = |k: &str| at(1, format!("missing header key `{k}:`"));
-    let meta = Meta {
+    let mut meta = Meta {
         id: id.ok_or_else(|| missing("id"))?,
         title: title.ok_or_else(|| missing("title"))?,
         protocol: protocol.ok_or_else(|| missing("protocol"))?,
@@ -716,7 +815,9 @@ fn meta(p: &Parser<'_>, fields: &[(String, String, usize)]) -> Result<Meta, Pars
         note,
     };
     if meta.needs.contains(&Need::Master) && meta.needs.contains(&Need::Slave) {
-        return Err(at(1, "needs both master and slave".into()));
+        // `needs: slave master`: the target is a slave and the runner knows its master.
+        meta.needs.retain(|n| *n != Need::Master);
+        meta.needs.push(Need::MasterPeer);
     }
     Ok(meta)
 }
@@ -784,6 +885,89 @@ mod tests {
         assert_eq!(sc.setup.len(), 2);
         assert_eq!(sc.test.len(), 20);
         assert_eq!(sc.cleanup.len(), 1);
+    }
+
+    #[test]
+    fn master_peer_opens_and_needs() {
+        let sc = parse_scenario(
+            "f.scn",
+            &format!("{HEAD}needs: slave master\nopen s\nopen m master\nopen n master noauth\n"),
+        )
+        .unwrap();
+        assert_eq!(sc.meta.needs, vec![Need::Slave, Need::MasterPeer]);
+        assert!(matches!(
+            &sc.test[1].kind,
+            StepKind::Open { conn, mode: OpenMode::Login, master: true } if conn == "m"
+        ));
+        assert!(matches!(
+            sc.test[2].kind,
+            StepKind::Open {
+                mode: OpenMode::NoAuth,
+                master: true,
+                ..
+            }
+        ));
+        assert!(sc.effective_needs().contains(&Need::MasterPeer));
+        // `open NAME master` without the header need: an error at that line.
+        let e = err("needs: slave\nopen s\nopen m master\n");
+        assert_eq!(e.line, 8, "{e}");
+        assert!(e.message.contains("needs: slave master"), "{e}");
+        let e = err("open m master bogus\n");
+        assert_eq!((e.line, e.col), (6, 6), "{e}");
+    }
+
+    #[test]
+    fn lacks_last_or_closed_nocap() {
+        let sc = parse_scenario(
+            "f.scn",
+            &format!(
+                "{HEAD}needs: nocap:partial-update\nopen c\nc < $tag BAD ... or closed\nc << * BYE ... or closed\n\
+                 c < $tag OK ...\nlacks c X1 ...\nlast c $tag OK ...\nc collect s until $tag OK ...\nlast s * ${{n=}} EXISTS\n"
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            sc.meta.needs,
+            vec![Need::NoCapability("PARTIAL-UPDATE".into())]
+        );
+        let kinds: Vec<&StepKind> = sc.test.iter().map(|s| &s.kind).collect();
+        assert!(
+            matches!(kinds[1], StepKind::Expect { or_closed: true, pattern, .. } if pattern.src == "$tag BAD ...")
+        );
+        assert!(matches!(
+            kinds[2],
+            StepKind::Eventually {
+                or_closed: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            kinds[3],
+            StepKind::Expect {
+                or_closed: false,
+                ..
+            }
+        ));
+        assert!(matches!(kinds[4], StepKind::Lacks { conn, .. } if conn == "c"));
+        assert!(matches!(kinds[5], StepKind::Last { conn: true, .. }));
+        assert!(matches!(kinds[7], StepKind::Last { conn: false, name, .. } if name == "s"));
+        // Errors, each with its line and column.
+        let e = err("open c\nlacks d X1 ...\n");
+        assert_eq!((e.line, e.col), (7, 7), "{e}");
+        assert!(e.message.contains("not an opened connection"), "{e}");
+        let e = err("open c\nlacks c ${x=}\n");
+        assert_eq!((e.line, e.col), (7, 9), "{e}");
+        assert!(e.message.contains("cannot capture"), "{e}");
+        let e = err("open c\nlast c\n");
+        assert!(e.message.contains("last SET|CONN PATTERN"), "{e}");
+        let e = err("open c\nc collect c until $tag OK ...\nlast c X\n");
+        assert_eq!(e.line, 8, "{e}");
+        assert!(e.message.contains("both a set and a connection"), "{e}");
+        let e = err("open c\nc < or closed\n");
+        assert_eq!((e.line, e.col), (7, 5), "{e}");
+        assert!(e.message.contains("needs an argument"), "{e}");
+        let e = err("needs: nocap:\nopen c\n");
+        assert!(e.message.contains("unknown need"), "{e}");
     }
 
     #[test]

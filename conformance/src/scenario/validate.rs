@@ -185,9 +185,9 @@ impl Walker<'_> {
     fn step(&mut self, step: &Step) {
         let line = step.line;
         match &step.kind {
-            StepKind::Open { conn, mode } => {
+            StepKind::Open { conn, mode, master } => {
                 let logged = matches!(mode, OpenMode::Login | OpenMode::LoginUser2);
-                self.sim.open(conn, logged);
+                self.sim.open_on(conn, logged, *master);
                 if let Some(imap) = self.imap.as_mut() {
                     imap.open(conn, logged);
                 }
@@ -238,7 +238,7 @@ impl Walker<'_> {
                     Err(e) => self.error(line, e),
                 }
             }
-            StepKind::Expect { conn, pattern } | StepKind::Eventually { conn, pattern } => {
+            StepKind::Expect { conn, pattern, .. } | StepKind::Eventually { conn, pattern, .. } => {
                 self.expectation(conn, pattern, line);
             }
             StepKind::Unordered { conn, patterns } => {
@@ -247,7 +247,10 @@ impl Walker<'_> {
                 }
             }
             StepKind::Collect { conn, until, .. } => self.expectation(conn, until, line),
-            StepKind::Has { pattern, .. } => self.capture_all(&pattern.items),
+            StepKind::Has { pattern, .. } | StepKind::Last { pattern, .. } => {
+                self.capture_all(&pattern.items);
+            }
+            StepKind::Lacks { .. } => {}
             StepKind::ExpectExact { .. }
             | StepKind::ExpectRegex { .. }
             | StepKind::Same { .. }
@@ -309,6 +312,20 @@ pub fn validate(sc: &Scenario, expected_id: Option<&str>) -> Result<(), Vec<Vali
     first
 }
 
+/// The oracle's simulation for a MUPDATE case, as the validator and the runner set it up.
+pub fn sim_for(sc: &Scenario, slave: bool) -> Sim {
+    let sim = Sim::new(slave);
+    if sc
+        .meta
+        .needs
+        .contains(&Need::NoCapability("PARTIAL-UPDATE".into()))
+    {
+        sim.without_partial_update()
+    } else {
+        sim
+    }
+}
+
 fn validate_as(
     sc: &Scenario,
     expected_id: Option<&str>,
@@ -316,7 +333,7 @@ fn validate_as(
 ) -> Result<(), Vec<ValidationError>> {
     let mut w = Walker {
         sc,
-        sim: Sim::new(slave),
+        sim: sim_for(sc, slave),
         imap: (sc.meta.protocol == Protocol::Imap).then(ImapSim::default),
         env: validation_env(),
         tags: HashMap::new(),
@@ -406,6 +423,40 @@ mod tests {
         let text = "id: mupdate/t\ntitle: t\nprotocol: mupdate\nrfc: RFC3656 4.1\nlevel: MUST\nopen c\nc > A1 ACTIVATE \"$box\" \"h\" \"\"\nc < $tag OK ...\n";
         let e = validate(&parse_scenario("t.scn", text).unwrap(), None).unwrap_err();
         assert!(e[0].message.contains("add `needs: master`"), "{}", e[0]);
+    }
+
+    #[test]
+    fn master_connections_write_for_the_slave() {
+        let case = |body: &str| {
+            let text = format!(
+                "id: mupdate/t\ntitle: t\nprotocol: mupdate\nrfc: RFC3656 2\nlevel: MUST\nneeds: slave master\n[test]\n{body}"
+            );
+            validate(&parse_scenario("t.scn", &text).unwrap(), Some("mupdate/t"))
+        };
+        // The master takes the write; the slave's FIND then has the record.
+        case("open m master\nm > A1 ACTIVATE \"$box\" \"h!p\" \"\"\nm < $tag OK ...\nopen s\ns > F1 FIND \"$box\"\ns < $tag MAILBOX \"$box\" \"h!p\" \"\"\n")
+            .unwrap();
+        // The slave's own connection still refuses writes.
+        let e =
+            case("open s\ns > A1 ACTIVATE \"$box\" \"h!p\" \"\"\ns < $tag OK ...\n").unwrap_err();
+        assert!(e[0].message.contains("slave"), "{}", e[0]);
+    }
+
+    #[test]
+    fn update_with_an_argument_is_malformed_without_partial_update() {
+        let body = "open c\nc > U1 UPDATE \"h\"\nc < $tag BAD ...\nc > F1 FIND \"$box\"\nc < $tag OK ...\n";
+        let text = |needs: &str| {
+            format!(
+                "id: mupdate/t\ntitle: t\nprotocol: mupdate\nrfc: RFC3656 5\nlevel: MUST\nneeds: {needs}\n[test]\n{body}"
+            )
+        };
+        validate(
+            &parse_scenario("t.scn", &text("nocap:PARTIAL-UPDATE")).unwrap(),
+            None,
+        )
+        .unwrap();
+        // Without the need, the server may stream after it: FIND's OK is not certain.
+        assert!(validate(&parse_scenario("t.scn", &text("admin")).unwrap(), None).is_err());
     }
 
     #[test]

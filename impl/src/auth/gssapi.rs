@@ -50,7 +50,7 @@ use tracing::info;
 use super::sasl::{AuthzPolicy, Identity, SaslFailure, SaslStep};
 
 /// The mechanism's registered SASL name.
-pub const MECHANISM_NAME: &str = "GSSAPI";
+pub const MECHANISM_NAME: &str = super::exchange::GSSAPI;
 
 /// Security-layer bit "no security layer" (RFC 4752 §3.1), the only one offered.
 pub const LAYER_NONE: u8 = 0x01;

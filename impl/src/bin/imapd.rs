@@ -1,5 +1,7 @@
 //! `imapd`: IMAP4rev1 subset with MULTIAPPEND, LITERAL+ and UIDPLUS, optionally a Cyrus Murder
-//! backend that keeps a MUPDATE master informed of its mailboxes.
+//! backend that keeps a MUPDATE master informed of its mailboxes. With `--keytab FILE` (binary
+//! built with the cargo feature `gssapi`) it also offers `AUTH=GSSAPI` as
+//! `imap/SERVER-NAME@REALM` from that keytab.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,9 +46,22 @@ struct Args {
     /// SASL PLAIN password for the MUPDATE master.
     #[arg(long)]
     mupdate_password: Option<String>,
-    /// This backend's name in MUPDATE locations (`NAME!default`).
+    /// After a failed MUPDATE operation or reconcile pass, retry the owed pass this often.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    mupdate_retry_secs: u64,
+    /// Run a full reconcile pass with the MUPDATE master this often even when none is owed.
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    mupdate_reconcile_secs: u64,
+    /// This backend's name in MUPDATE locations (`NAME!default`), and the host of its GSSAPI
+    /// service principal imap/NAME@REALM (default `localhost` for GSSAPI).
     #[arg(long)]
     server_name: Option<String>,
+    /// Kerberos keytab holding imap/SERVER-NAME@REALM: offer AUTH=GSSAPI (Kerberos 5, no
+    /// security layer; needs a binary built with the cargo feature `gssapi`; sets KRB5_KTNAME;
+    /// KRB5_CONFIG picks krb5.conf). A client principal user@REALM of the service's realm logs
+    /// in as `user`, any other as the full principal. Refuses to start without the key.
+    #[arg(long, value_name = "FILE")]
+    keytab: Option<PathBuf>,
     /// Close connections idle for this many seconds (RFC 3501: at least 1800).
     #[arg(long, default_value_t = 1800)]
     idle_timeout_secs: u64,
@@ -69,8 +84,7 @@ struct Args {
     faults: Vec<imap::Fault>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -79,6 +93,33 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(keytab) = &args.keytab {
+        // SAFETY: no other thread exists yet (the tokio runtime is built below).
+        #[allow(unsafe_code)]
+        unsafe { murder_server::auth::keytab::use_keytab(keytab) }?;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+/// The acceptor credentials of `imap@HOST` from the keytab `--keytab` made the default.
+#[cfg(feature = "gssapi")]
+fn gssapi_acceptor(args: &Args) -> anyhow::Result<murder_server::auth::exchange::Acceptor> {
+    let host = args.server_name.as_deref().unwrap_or("localhost");
+    let service = format!("imap@{host}");
+    murder_server::auth::gssapi::GssapiAcceptor::new(&service)
+        .with_context(|| format!("GSSAPI service {service}"))
+}
+
+/// Without the `gssapi` feature `use_keytab` has already refused `--keytab`.
+#[cfg(not(feature = "gssapi"))]
+fn gssapi_acceptor(_args: &Args) -> anyhow::Result<murder_server::auth::exchange::Acceptor> {
+    bail!("--keytab needs an imapd built with the cargo feature `gssapi`")
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let users = UserDb::load(&args.users)
         .with_context(|| format!("loading users from {}", args.users.display()))?;
     let mut config = Config::new(args.listen, args.data.clone(), Arc::new(users));
@@ -91,6 +132,9 @@ async fn main() -> anyhow::Result<()> {
         bail!("--require-tls needs --tls-cert and --tls-key");
     }
     config.require_tls = args.require_tls;
+    if args.keytab.is_some() {
+        config.gssapi = Some(gssapi_acceptor(&args)?);
+    }
     if args.idle_timeout_secs < 1800 {
         tracing::warn!("--idle-timeout-secs below RFC 3501's 30 minutes");
     }
@@ -107,7 +151,10 @@ async fn main() -> anyhow::Result<()> {
         args.mupdate_password.clone(),
         args.server_name.clone(),
     ) {
-        config.mupdate = Some(MupdateLink::new(addr, user, pw, name));
+        let mut link = MupdateLink::new(addr, user, pw, name);
+        link.retry_interval = Duration::from_secs(args.mupdate_retry_secs.max(1));
+        link.reconcile_interval = Duration::from_secs(args.mupdate_reconcile_secs.max(1));
+        config.mupdate = Some(link);
     }
     #[cfg(feature = "faults")]
     {

@@ -170,35 +170,14 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     if let Some(keytab) = &cli.keytab {
-        use_keytab(keytab)?;
+        // SAFETY: no other thread exists yet (the tokio runtime is built below).
+        #[allow(unsafe_code)]
+        unsafe { murder_server::auth::keytab::use_keytab(keytab) }?;
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(run(cli))
-}
-
-/// Makes `keytab` the default keytab of the Kerberos library (`KRB5_KTNAME`), which GSSAPI
-/// reads when it acquires acceptor credentials (`libgssapi` has no keytab argument).
-#[cfg(feature = "gssapi")]
-#[allow(unsafe_code)]
-fn use_keytab(keytab: &std::path::Path) -> Result<()> {
-    let keytab = std::path::absolute(keytab)?;
-    if !keytab.is_file() {
-        bail!("--keytab {}: no such file", keytab.display());
-    }
-    let mut value = std::ffi::OsString::from("FILE:");
-    value.push(keytab.as_os_str());
-    // SAFETY: called from `main` before the tokio runtime (or any other thread) exists, so no
-    // other thread can read or write the environment concurrently.
-    unsafe { std::env::set_var("KRB5_KTNAME", value) };
-    Ok(())
-}
-
-/// Without the `gssapi` feature there is no GSSAPI to give a keytab to.
-#[cfg(not(feature = "gssapi"))]
-fn use_keytab(_keytab: &std::path::Path) -> Result<()> {
-    bail!("--keytab needs a mupdated built with the cargo feature `gssapi`")
 }
 
 async fn run(cli: Cli) -> Result<()> {

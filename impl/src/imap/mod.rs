@@ -6,13 +6,17 @@
 //! * [`mailstore`]: durable storage (one segment file + one redb transaction per APPEND, group
 //!   commit across sessions, recovery on start).
 //! * [`message`]: header fields, ENVELOPE and a single-part BODYSTRUCTURE for FETCH.
-//! * [`mupdate_link`]: the backend's MUPDATE client (RESERVE/ACTIVATE/DELETE).
+//! * [`mupdate_link`]: the backend's MUPDATE client (RESERVE/ACTIVATE/DELETE/FIND/LIST).
+//! * [`reconcile`]: backend mode: CREATE/DELETE/RENAME through the master, the start-up and
+//!   retried reconcile, quarantined mailboxes.
 //! * [`faults`]: deliberate deviations for the conformance suite's mutant tests.
 //!
 //! # Policies
 //! * Plaintext LOGIN and AUTHENTICATE PLAIN are allowed unless [`Config::require_tls`] is set
 //!   and the connection is not (yet) TLS; then CAPABILITY shows `LOGINDISABLED` and no
 //!   `AUTH=PLAIN`, and both commands answer NO.
+//! * AUTHENTICATE GSSAPI ([`Config::gssapi`], Kerberos 5 without a security layer) does not
+//!   send a password, so it is offered and accepted before STARTTLS even with `require_tls`.
 //! * [`Limits::max_auth_failures`] (3) failed LOGIN/AUTHENTICATE attempts on one connection:
 //!   the last one's tagged answer is followed by `* BYE` and the connection closes.
 //! * Each user has a private namespace; `INBOX` is created at first login; the hierarchy
@@ -27,13 +31,15 @@
 //!   `EXPUNGE` only at the end of a command other than FETCH, STORE or SEARCH.
 //! * COPY / UID COPY answer `[COPYUID ..]`; a missing target is `NO [TRYCREATE]`.
 //! * Backend mode ([`Config::mupdate`]): see [`mupdate_link`] for the names, location and ACL
-//!   sent to the master.
+//!   sent to the master, and [`reconcile`] for what happens when the master and the local
+//!   mailboxes disagree (start-up, lost connections, names taken by another server).
 
 pub mod codec;
 pub mod faults;
 pub mod mailstore;
 pub mod message;
 pub mod mupdate_link;
+pub mod reconcile;
 pub mod server;
 pub mod session;
 
@@ -46,6 +52,7 @@ pub use crate::auth::UserDb;
 pub use crate::net::ServerHandle;
 pub use faults::{DiskFault, Fault, Faults};
 pub use mupdate_link::MupdateLink;
+pub use reconcile::{ReconcileReport, ReconcileStatus};
 pub use server::start;
 
 /// Every limit of the server, with its default.
@@ -115,6 +122,10 @@ pub struct Config {
     pub faults: Faults,
     /// Test hook: while on, the mail store refuses to commit APPENDs as if the disk were full.
     pub disk_fault: Option<DiskFault>,
+    /// Offer `AUTH=GSSAPI` with these acceptor credentials (service `imap@HOST`; cargo feature
+    /// `gssapi`, always `None` without it). A client principal `user@REALM` of the service's
+    /// realm logs in as `user`, any other as the full principal.
+    pub gssapi: Option<crate::auth::exchange::Acceptor>,
 }
 
 impl Config {
@@ -130,6 +141,7 @@ impl Config {
             limits: Limits::default(),
             faults: Faults::default(),
             disk_fault: None,
+            gssapi: None,
         }
     }
 }
@@ -143,7 +155,4 @@ pub enum ImapError {
     /// The mail store could not be opened or recovered.
     #[error("mail store: {0}")]
     Store(#[from] mailstore::StoreError),
-    /// The start-up MUPDATE resync failed.
-    #[error("MUPDATE resync: {0}")]
-    Mupdate(#[from] mupdate_link::MupdateError),
 }

@@ -1,17 +1,18 @@
-//! Start-up: open the store, resync with the MUPDATE master, and serve connections through
-//! the shared listener ([`crate::net::listener`]: connection limit, shutdown).
+//! Start-up: open the store, reconcile with the MUPDATE master in backend mode (see
+//! [`super::reconcile`]; a master that cannot be reached does not stop the start), and serve
+//! connections through the shared listener ([`crate::net::listener`]: connection limit, shutdown).
 
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
 use super::mailstore::MailStore;
-use super::mupdate_link::{MupdateOp, mupdate_name, owner_acl};
+use super::reconcile::run_reconciler;
 use super::session::{Session, Shared};
 use super::{Config, ImapError};
 use crate::net::{ListenerConfig, ServerHandle, serve_with_shutdown, write_and_close};
 
-/// Open the store, resync with the MUPDATE master (backend mode), and start listening.
+/// Open the store, reconcile with the MUPDATE master (backend mode), and start listening.
 pub async fn start(config: Config) -> Result<ServerHandle, ImapError> {
     let dir = config.data_dir.clone();
     let faults = config.faults.clone();
@@ -22,26 +23,16 @@ pub async fn start(config: Config) -> Result<ServerHandle, ImapError> {
         store.set_disk_fault(d.clone());
     }
     let store = Arc::new(store);
-    if let Some(link) = &config.mupdate {
-        // RFC 3656 4.1: a backend (re)activates its mailboxes when it (re)connects.
-        let ops: Vec<MupdateOp> = store
-            .all_mailboxes()
-            .into_iter()
-            .map(|(user, name)| MupdateOp::Activate {
-                name: mupdate_name(&user, &name),
-                acl: owner_acl(&user),
-            })
-            .collect();
-        if !ops.is_empty()
-            && let Err(e) = link.run(&ops).await
-        {
-            tracing::warn!("MUPDATE resync of {} mailboxes failed: {e}", ops.len());
-        }
+    let shared = Arc::new(Shared::new(&config, store));
+    if let Some(murder) = &shared.murder {
+        // RFC 3656 4.1 resynchronisation, the safe way (see `reconcile`): before serving, and
+        // retried in the background while the master is unreachable.
+        let _ = murder.reconcile().await;
+        tokio::spawn(run_reconciler(Arc::downgrade(murder)));
     }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(ImapError::Listen)?;
-    let shared = Arc::new(Shared::new(&config, store));
     let listener_config = ListenerConfig {
         max_connections: config.limits.max_connections,
         max_connections_per_ip: config.limits.max_connections_per_ip,

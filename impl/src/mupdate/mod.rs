@@ -1,7 +1,8 @@
 //! `mupdated`: a MUPDATE (RFC 3656) master or slave.
 //!
 //! Layers, each in its own file:
-//! * [`codec`]: bytes to [`codec::RawCommand`]s (sans-IO); [`response`]: responses to bytes.
+//! * [`codec`]: bytes to [`codec::RawCommand`]s (sans-IO); [`response`]: responses to bytes;
+//!   [`reply`]: a client's reading of responses (sans-IO, on top of [`codec`]).
 //! * [`command`]: raw commands to typed [`command::Request`]s.
 //! * [`session`]: per-connection protocol state and decisions (sans-IO).
 //! * `connection`: the tokio driver of one connection (I/O, SASL exchange, STARTTLS, UPDATE
@@ -38,6 +39,7 @@ pub mod command;
 pub mod config;
 mod connection;
 pub mod faults;
+pub mod reply;
 pub mod response;
 pub mod server;
 pub mod session;

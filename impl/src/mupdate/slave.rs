@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::BytesMut;
-use murder_model::{Change, MailboxEntry, Record};
+use murder_model::Change;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -32,6 +32,7 @@ use crate::store::{MupdateStore, StoreError};
 
 use super::codec::{Decoder, Event, Token};
 use super::config::{Backoff, Limits};
+use super::reply::parse_change;
 use super::server::MasterLink;
 
 /// The link sends a NOOP upstream after this much time without one, so that the master's idle
@@ -180,29 +181,6 @@ impl Reader {
                 Err(fatal) => return Err(LinkError::Protocol(fatal.to_string())),
             }
         }
-    }
-}
-
-/// The record of a MAILBOX or RESERVE response, or a DELETE change.
-fn parse_change(word: &[u8], args: Vec<Vec<u8>>) -> Option<Change> {
-    let mut a = args.into_iter();
-    match word {
-        b"MAILBOX" => {
-            let (name, location, acl) = (a.next()?, a.next()?, a.next()?);
-            Some(Change::Upsert(Record {
-                name,
-                entry: MailboxEntry::Active { location, acl },
-            }))
-        }
-        b"RESERVE" => {
-            let (name, location) = (a.next()?, a.next()?);
-            Some(Change::Upsert(Record {
-                name,
-                entry: MailboxEntry::Reserved { location },
-            }))
-        }
-        b"DELETE" => Some(Change::Delete { name: a.next()? }),
-        _ => None,
     }
 }
 

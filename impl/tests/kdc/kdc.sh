@@ -8,14 +8,15 @@
 #
 # What `start` leaves in DIR:
 #   krb5.conf, kdc.conf     the realm's configuration (use via KRB5_CONFIG / KRB5_KDC_PROFILE)
-#   mupdate.keytab          key of mupdate/localhost (the server's --keytab)
+#   mupdate.keytab          key of mupdate/localhost (mupdated's --keytab)
+#   imap.keytab             key of imap/localhost (imapd's --keytab)
 #   clients.keytab          keys of admin, alice
 #   ccache/                 a DIR: credential-cache collection with TGTs of admin and alice
 #   env                     KRB5_CONFIG, KRB5_KDC_PROFILE, KRB5CCNAME, KRB5_KTNAME (the
 #                           server keytab, for in-process acceptors), MURDER_KDC_DIR,
 #                           MURDER_KDC_REALM to export
-# Principals: mupdate/localhost, mupdate/otherhost (not in mupdate.keytab: a ticket for the
-# wrong service), admin, alice, bob (no ticket in the cache).
+# Principals: mupdate/localhost, imap/localhost, mupdate/otherhost and imap/otherhost (in no
+# keytab: a ticket for the wrong service), admin, alice, bob (no ticket in the cache).
 set -euo pipefail
 
 REALM=MURDER.TEST
@@ -75,10 +76,11 @@ CONF
     : >"$dir/kadm5.acl"
     export KRB5_CONFIG="$dir/krb5.conf" KRB5_KDC_PROFILE="$dir/kdc.conf"
     kdb5_util create -s -r "$REALM" -P "kdc-master-$$-$RANDOM" >/dev/null
-    for p in mupdate/localhost mupdate/otherhost admin alice bob; do
+    for p in mupdate/localhost mupdate/otherhost imap/localhost imap/otherhost admin alice bob; do
         kadmin.local -r "$REALM" -q "addprinc -clearpolicy -randkey $p" >/dev/null
     done
     kadmin.local -r "$REALM" -q "ktadd -k $dir/mupdate.keytab mupdate/localhost" >/dev/null
+    kadmin.local -r "$REALM" -q "ktadd -k $dir/imap.keytab imap/localhost" >/dev/null
     kadmin.local -r "$REALM" -q "ktadd -k $dir/clients.keytab admin alice" >/dev/null
     # krb5kdc daemonizes and writes its pid.
     krb5kdc -r "$REALM" -P "$dir/kdc.pid"

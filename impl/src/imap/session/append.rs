@@ -102,6 +102,10 @@ impl Session {
         };
         let user = self.user();
         let store = self.shared.store.clone();
+        if self.quarantined(&user, &mailbox) {
+            let text = crate::imap::reconcile::QUARANTINED;
+            return self.refuse(&tag, "NO", text, lit).await;
+        }
         if !store.exists(&user, &mailbox) && !self.shared.faults.has(Fault::AutoCreateMailbox) {
             let text = if self.shared.faults.has(Fault::NoTryCreate) {
                 "Mailbox does not exist"

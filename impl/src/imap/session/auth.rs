@@ -1,9 +1,12 @@
 //! Authentication: STARTTLS (the upgrade itself is done by [`Session::run`]), LOGIN and
-//! AUTHENTICATE (PLAIN, LOGIN via the shared SASL engine), and the login policy.
+//! AUTHENTICATE (PLAIN, LOGIN and, with acceptor credentials, GSSAPI, through the
+//! [`Exchange`] shared with mupdated: `+ base64` challenges, base64 client lines, `*` cancels
+//! with BAD, SASL-IR initial responses), and the login policy.
 
 use super::{Flow, Res, Session};
+use crate::auth::exchange::{Exchange, offered_mechanisms, run_blocking};
 use crate::auth::sasl::{decode_base64_line, decode_initial_response, encode_base64, is_cancel};
-use crate::auth::{AuthzPolicy, Mechanism, SaslFailure, SaslServer, SaslStep};
+use crate::auth::{AuthzPolicy, SaslFailure, SaslStep};
 
 impl Session {
     pub(super) async fn starttls(&mut self, tag: &str) -> Res<Flow> {
@@ -80,11 +83,22 @@ impl Session {
             self.tagged(tag, "BAD", "Already authenticated");
             return Ok(Flow::Continue);
         }
-        let Some(mech) = Mechanism::from_name(mechanism.as_bytes()) else {
-            self.tagged(tag, "NO", "Unsupported SASL mechanism (PLAIN, LOGIN)");
+        let gssapi = self.shared.gssapi.as_ref();
+        let Some(mut sasl) = Exchange::for_mechanism(
+            mechanism,
+            &self.shared.users,
+            AuthzPolicy::default(),
+            gssapi,
+        ) else {
+            let offered = offered_mechanisms(true, gssapi).join(", ");
+            self.tagged(
+                tag,
+                "NO",
+                &format!("Unsupported SASL mechanism ({offered})"),
+            );
             return Ok(Flow::Continue);
         };
-        if self.login_disabled() {
+        if self.login_disabled() && sasl.sends_password() {
             self.tagged(
                 tag,
                 "NO",
@@ -92,7 +106,6 @@ impl Session {
             );
             return Ok(Flow::Continue);
         }
-        let mut sasl = SaslServer::new(mech, self.shared.users.clone(), AuthzPolicy::default());
         let initial = match initial.as_deref().map(decode_initial_response) {
             None => None,
             Some(Ok(v)) => Some(v),
@@ -100,7 +113,11 @@ impl Session {
                 return Ok(self.auth_failed(tag, "BAD", &format!("Initial response: {e}")));
             }
         };
-        let mut step = sasl.start(initial.as_deref());
+        let mut step;
+        (sasl, step) = match run_blocking(sasl, move |s| s.start(initial.as_deref())).await {
+            Some(done) => done,
+            None => return Ok(self.auth_failed(tag, "NO", "Authentication failed")),
+        };
         loop {
             match step {
                 SaslStep::Challenge(c) => {
@@ -112,16 +129,20 @@ impl Session {
                             .refuse(tag, "BAD", "SASL response must be a base64 line", lit)
                             .await;
                     }
-                    step = if is_cancel(&line) {
-                        sasl.cancel()
-                    } else {
-                        match decode_base64_line(&line) {
-                            Ok(r) => sasl.step(&r),
-                            Err(e) => {
-                                let text = format!("SASL response: {e}");
-                                return Ok(self.auth_failed(tag, "BAD", &text));
-                            }
+                    if is_cancel(&line) {
+                        step = sasl.cancel();
+                        continue;
+                    }
+                    let response = match decode_base64_line(&line) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let text = format!("SASL response: {e}");
+                            return Ok(self.auth_failed(tag, "BAD", &text));
                         }
+                    };
+                    (sasl, step) = match run_blocking(sasl, move |s| s.step(&response)).await {
+                        Some(done) => done,
+                        None => return Ok(self.auth_failed(tag, "NO", "Authentication failed")),
                     };
                 }
                 SaslStep::Success(id) => {

@@ -48,6 +48,10 @@ impl Session {
         let id = sel.id;
         let user = self.user();
         let store = self.shared.store.clone();
+        if self.quarantined(&user, mailbox) {
+            self.tagged(tag, "NO", crate::imap::reconcile::QUARANTINED);
+            return;
+        }
         if !store.exists(&user, mailbox) {
             let text = if self.shared.faults.has(Fault::NoTryCreate) {
                 "Mailbox does not exist"

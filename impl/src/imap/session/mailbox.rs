@@ -8,13 +8,17 @@ use crate::imap::codec::command::StatusItem;
 use crate::imap::codec::response::{flag_list, push_mailbox};
 use crate::imap::faults::Fault;
 use crate::imap::mailstore::StoreError;
-use crate::imap::mupdate_link::{MupdateError, MupdateOp, mupdate_name, owner_acl};
+use crate::imap::reconcile::QUARANTINED;
 
 impl Session {
     pub(super) fn select(&mut self, tag: &str, name: String, read_only: bool) {
         self.selected = None;
         let user = self.user();
         let store = self.shared.store.clone();
+        if self.quarantined(&user, &name) {
+            self.tagged(tag, "NO", QUARANTINED);
+            return;
+        }
         let Some(view) = store.view(&user, &name) else {
             self.tagged(tag, "NO", "No such mailbox");
             return;
@@ -146,49 +150,29 @@ impl Session {
         }
     }
 
+    /// Whether `user`'s mailbox `name` is quarantined (backend mode: held here, recorded on
+    /// another server by the MUPDATE master; see [`crate::imap::reconcile`]).
+    pub(super) fn quarantined(&self, user: &str, name: &str) -> bool {
+        self.shared
+            .murder
+            .as_ref()
+            .is_some_and(|m| m.is_quarantined(user, name))
+    }
+
     /// CREATE, going through RESERVE/ACTIVATE in backend mode (RFC 3656 4.9).
     pub(super) async fn create_mailbox(&self, user: &str, name: &str) -> Result<(), String> {
         let store = self.shared.store.clone();
         if store.exists(user, name) {
             return Err("Mailbox already exists".into());
         }
-        let link = self.shared.mupdate.clone();
-        let mname = mupdate_name(user, name);
-        if let Some(link) = &link {
-            link.one(MupdateOp::Reserve(mname.clone()))
-                .await
-                .map_err(|e| match e {
-                    MupdateError::Refused(r) => format!("Mailbox reserved elsewhere ({r})"),
-                    MupdateError::Unavailable(r) => format!("[UNAVAILABLE] {r}"),
-                })?;
+        if let Some(murder) = &self.shared.murder {
+            return murder.create(user, name).await;
         }
         let (u, n) = (user.to_string(), name.to_string());
-        let local = tokio::task::spawn_blocking(move || store.create(&u, &n))
+        tokio::task::spawn_blocking(move || store.create(&u, &n))
             .await
             .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        if let Err(e) = local {
-            if let Some(link) = &link
-                && let Err(d) = link.one(MupdateOp::Delete(mname.clone())).await
-            {
-                tracing::warn!("cannot release reservation of {mname}: {d}");
-            }
-            return Err(e);
-        }
-        if let Some(link) = &link {
-            let activate = MupdateOp::Activate {
-                name: mname.clone(),
-                acl: owner_acl(user),
-            };
-            if let Err(e) = link.one(activate).await {
-                let store = self.shared.store.clone();
-                let (u, n) = (user.to_string(), name.to_string());
-                let _ = tokio::task::spawn_blocking(move || store.delete(&u, &n)).await;
-                let _ = link.one(MupdateOp::Delete(mname)).await;
-                return Err(format!("[UNAVAILABLE] ACTIVATE failed: {e}"));
-            }
-        }
-        Ok(())
+            .and_then(|r| r.map_err(|e| e.to_string()))
     }
 
     pub(super) async fn create(&mut self, tag: &str, name: &str) {
@@ -209,17 +193,25 @@ impl Session {
         if self.selected.as_ref().is_some_and(|s| s.name == name) {
             self.selected = None;
         }
+        if self.quarantined(&user, name) {
+            self.tagged(tag, "NO", QUARANTINED);
+            return;
+        }
+        if let Some(murder) = self.shared.murder.clone() {
+            if !self.shared.store.exists(&user, name) {
+                self.tagged(tag, "NO", "No such mailbox");
+                return;
+            }
+            match murder.delete(&user, name).await {
+                Ok(()) => self.tagged(tag, "OK", "DELETE completed"),
+                Err(e) => self.tagged(tag, "NO", &e),
+            }
+            return;
+        }
         let store = self.shared.store.clone();
         let (u, n) = (user.clone(), name.to_string());
         match tokio::task::spawn_blocking(move || store.delete(&u, &n)).await {
-            Ok(Ok(())) => {
-                if let Some(link) = &self.shared.mupdate
-                    && let Err(e) = link.one(MupdateOp::Delete(mupdate_name(&user, name))).await
-                {
-                    tracing::warn!("MUPDATE DELETE of {name} failed: {e}");
-                }
-                self.tagged(tag, "OK", "DELETE completed");
-            }
+            Ok(Ok(())) => self.tagged(tag, "OK", "DELETE completed"),
             Ok(Err(StoreError::NoMailbox)) => self.tagged(tag, "NO", "No such mailbox"),
             Ok(Err(e)) => self.tagged(tag, "NO", &format!("DELETE failed: {e}")),
             Err(e) => self.tagged(tag, "NO", &format!("DELETE failed: {e}")),
@@ -240,30 +232,24 @@ impl Session {
             self.tagged(tag, "NO", "Target mailbox already exists");
             return;
         }
-        let (old, new) = (mupdate_name(&user, from), mupdate_name(&user, to));
-        if let Some(link) = &self.shared.mupdate
-            && let Err(e) = link.one(MupdateOp::Reserve(new.clone())).await
-        {
-            self.tagged(tag, "NO", &format!("Cannot reserve the new name: {e}"));
+        if self.quarantined(&user, from) {
+            self.tagged(tag, "NO", QUARANTINED);
             return;
         }
-        let store = self.shared.store.clone();
-        let (u, f, t) = (user.clone(), from.to_string(), to.to_string());
-        let r = tokio::task::spawn_blocking(move || store.rename(&u, &f, &t)).await;
-        match r {
-            Ok(Ok(())) => {
-                if let Some(link) = &self.shared.mupdate {
-                    let ops = [
-                        MupdateOp::Activate {
-                            name: new,
-                            acl: owner_acl(&user),
-                        },
-                        MupdateOp::Delete(old),
-                    ];
-                    if let Err(e) = link.run(&ops).await {
-                        tracing::warn!("MUPDATE update after RENAME failed: {e}");
-                    }
+        let r = match self.shared.murder.clone() {
+            Some(murder) => murder.rename(&user, from, to).await,
+            None => {
+                let store = self.shared.store.clone();
+                let (u, f, t) = (user.clone(), from.to_string(), to.to_string());
+                match tokio::task::spawn_blocking(move || store.rename(&u, &f, &t)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(format!("RENAME failed: {e}")),
+                    Err(e) => Err(format!("RENAME failed: {e}")),
                 }
+            }
+        };
+        match r {
+            Ok(()) => {
                 if let Some(sel) = self.selected.as_mut()
                     && sel.name == from
                 {
@@ -271,17 +257,7 @@ impl Session {
                 }
                 self.tagged(tag, "OK", "RENAME completed");
             }
-            other => {
-                if let Some(link) = &self.shared.mupdate {
-                    let _ = link.one(MupdateOp::Delete(new)).await;
-                }
-                let msg = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e.to_string(),
-                    Ok(Ok(())) => String::new(),
-                };
-                self.tagged(tag, "NO", &format!("RENAME failed: {msg}"));
-            }
+            Err(e) => self.tagged(tag, "NO", &e),
         }
     }
 
@@ -310,6 +286,9 @@ impl Session {
             self.shared.store.list(&user)
         };
         for n in names {
+            if self.quarantined(&user, &n) {
+                continue;
+            }
             if list_match(full.as_bytes(), n.as_bytes())
                 || (n == "INBOX" && list_match(full.to_ascii_uppercase().as_bytes(), b"INBOX"))
             {
@@ -324,6 +303,10 @@ impl Session {
 
     pub(super) fn status(&mut self, tag: &str, name: &str, items: &[StatusItem]) {
         let user = self.user();
+        if self.quarantined(&user, name) {
+            self.tagged(tag, "NO", QUARANTINED);
+            return;
+        }
         let Some(st) = self.shared.store.status(&user, name) else {
             self.tagged(tag, "NO", "No such mailbox");
             return;

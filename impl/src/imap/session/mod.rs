@@ -28,7 +28,7 @@ use super::codec::framer::{Frame, FrameError, Framer, LiteralSpec};
 use super::codec::parser::{Cursor, Piece};
 use super::faults::{Fault, Faults};
 use super::mailstore::MailStore;
-use super::mupdate_link::MupdateLink;
+use super::reconcile::MurderBackend;
 use crate::auth::UserDb;
 use crate::net::{ShutdownSignal, Stream};
 
@@ -45,12 +45,14 @@ pub struct Shared {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// LOGINDISABLED before TLS.
     pub require_tls: bool,
-    /// Backend mode.
-    pub mupdate: Option<MupdateLink>,
+    /// Backend mode: the MUPDATE link, quarantined mailboxes, owed reconcile.
+    pub murder: Option<Arc<MurderBackend>>,
     /// Limits.
     pub limits: Limits,
     /// Faults.
     pub faults: Faults,
+    /// GSSAPI acceptor credentials (AUTH=GSSAPI offered when set).
+    pub gssapi: Option<crate::auth::exchange::Acceptor>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -65,13 +67,17 @@ impl Shared {
     /// From the configuration and the opened store.
     pub fn new(config: &Config, store: Arc<MailStore>) -> Shared {
         Shared {
-            store,
+            store: store.clone(),
             users: config.users.clone(),
             tls: config.tls.clone().map(tokio_rustls::TlsAcceptor::from),
             require_tls: config.require_tls,
-            mupdate: config.mupdate.clone(),
+            murder: config
+                .mupdate
+                .clone()
+                .map(|link| Arc::new(MurderBackend::new(link, store.clone(), &config.data_dir))),
             limits: config.limits.clone(),
             faults: config.faults.clone(),
+            gssapi: config.gssapi.clone(),
         }
     }
 }
@@ -211,8 +217,14 @@ impl Session {
         }
         if self.login_disabled() {
             caps.push_str(" LOGINDISABLED");
-        } else {
-            caps.push_str(" AUTH=PLAIN AUTH=LOGIN");
+        }
+        let mechs = crate::auth::exchange::offered_mechanisms(
+            !self.login_disabled(),
+            self.shared.gssapi.as_ref(),
+        );
+        for m in mechs {
+            caps.push_str(" AUTH=");
+            caps.push_str(m);
         }
         caps
     }

@@ -19,7 +19,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{info, trace, warn};
 
-use crate::auth::sasl::Mechanism;
 use crate::net::{ShutdownSignal, Stream};
 use crate::store::{Lagged, StoreError, Subscription};
 
@@ -207,12 +206,7 @@ impl Connection {
     }
 
     fn banner(&self) -> Vec<u8> {
-        #[allow(unused_mut)]
-        let mut mechs: Vec<&str> = Mechanism::ALL.iter().map(Mechanism::name).collect();
-        #[cfg(feature = "gssapi")]
-        if self.shared.gssapi.is_some() {
-            mechs.push(crate::auth::gssapi::MECHANISM_NAME);
-        }
+        let mechs = crate::auth::exchange::offered_mechanisms(true, self.gssapi_acceptor());
         self.session.banner(&self.shared.server_name, &mechs)
     }
 

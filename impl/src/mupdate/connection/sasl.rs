@@ -1,16 +1,15 @@
 //! AUTHENTICATE on a connection (RFC 3656 4.2): the SASL exchange with bare base64 lines,
 //! `*` to cancel, and a pause before every failure except a cancel. PLAIN and LOGIN run a
-//! [`SaslServer`]; GSSAPI (cargo feature `gssapi`, offered when the server has acceptor
-//! credentials) a `GssapiServer`, through the same [`Exchange`] loop.
+//! `SaslServer`; GSSAPI (cargo feature `gssapi`, offered when the server has acceptor
+//! credentials) a `GssapiServer`, through the same [`Exchange`] loop (shared with imapd).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, trace};
 
+use crate::auth::exchange::{Acceptor, Exchange, run_blocking};
 use crate::auth::sasl::{
-    AuthzPolicy, Mechanism, SaslFailure, SaslServer, SaslStep, decode_base64_line, encode_base64,
-    is_cancel,
+    AuthzPolicy, SaslFailure, SaslStep, decode_base64_line, encode_base64, is_cancel,
 };
 
 use super::super::codec::Event;
@@ -46,14 +45,12 @@ impl Connection {
         let policy = AuthzPolicy {
             admins: self.shared.policy.admins.clone(),
         };
-        let server = match Mechanism::from_name(mechanism.as_bytes()) {
-            Some(mech) => Some(Exchange::Sasl(SaslServer::new(
-                mech,
-                Arc::clone(&self.shared.users),
-                policy,
-            ))),
-            None => self.gssapi_exchange(mechanism, policy),
-        };
+        let server = Exchange::for_mechanism(
+            mechanism,
+            &self.shared.users,
+            policy,
+            self.gssapi_acceptor(),
+        );
         let Some(mut server) = server else {
             let no = self.session.auth_failed(
                 tag,
@@ -129,19 +126,15 @@ impl Connection {
         }
     }
 
-    /// A GSSAPI exchange when `mechanism` is GSSAPI and the server offers it.
+    /// The server's GSSAPI acceptor credentials, when it offers GSSAPI.
     #[cfg(feature = "gssapi")]
-    fn gssapi_exchange(&self, mechanism: &str, policy: AuthzPolicy) -> Option<Exchange> {
-        use crate::auth::gssapi::{GssapiServer, MECHANISM_NAME};
-        let acceptor = self.shared.gssapi.as_ref()?;
-        mechanism
-            .eq_ignore_ascii_case(MECHANISM_NAME)
-            .then(|| Exchange::Gssapi(Box::new(GssapiServer::new(acceptor, policy))))
+    pub(super) fn gssapi_acceptor(&self) -> Option<&Acceptor> {
+        self.shared.gssapi.as_ref()
     }
 
-    /// Without the `gssapi` feature only PLAIN and LOGIN exist.
+    /// Without the `gssapi` feature there are none.
     #[cfg(not(feature = "gssapi"))]
-    fn gssapi_exchange(&self, _mechanism: &str, _policy: AuthzPolicy) -> Option<Exchange> {
+    pub(super) fn gssapi_acceptor(&self) -> Option<&Acceptor> {
         None
     }
 
@@ -166,53 +159,4 @@ impl Connection {
         }
         Ok(Flow::Continue)
     }
-}
-
-/// The server side of one exchange, whichever mechanism.
-enum Exchange {
-    /// PLAIN or LOGIN.
-    Sasl(SaslServer),
-    /// GSSAPI (boxed: the GSSAPI context is larger than the other variant).
-    #[cfg(feature = "gssapi")]
-    Gssapi(Box<crate::auth::gssapi::GssapiServer>),
-}
-
-impl Exchange {
-    fn start(&mut self, initial: Option<&[u8]>) -> SaslStep {
-        match self {
-            Exchange::Sasl(s) => s.start(initial),
-            #[cfg(feature = "gssapi")]
-            Exchange::Gssapi(s) => s.start(initial),
-        }
-    }
-
-    fn step(&mut self, response: &[u8]) -> SaslStep {
-        match self {
-            Exchange::Sasl(s) => s.step(response),
-            #[cfg(feature = "gssapi")]
-            Exchange::Gssapi(s) => s.step(response),
-        }
-    }
-
-    fn cancel(&mut self) -> SaslStep {
-        match self {
-            Exchange::Sasl(s) => s.cancel(),
-            #[cfg(feature = "gssapi")]
-            Exchange::Gssapi(s) => s.cancel(),
-        }
-    }
-}
-
-/// Run a SASL step off the async threads (an Argon2 verification takes tens of milliseconds).
-/// None if the step panicked.
-async fn run_blocking(
-    mut server: Exchange,
-    f: impl FnOnce(&mut Exchange) -> SaslStep + Send + 'static,
-) -> Option<(Exchange, SaslStep)> {
-    tokio::task::spawn_blocking(move || {
-        let step = f(&mut server);
-        (server, step)
-    })
-    .await
-    .ok()
 }
