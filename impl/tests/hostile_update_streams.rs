@@ -18,15 +18,6 @@ const BATCH: usize = 500;
 /// itself is ~5 MiB; 40 retained dumps would add ~80 MiB.
 const RSS_BOUND_KIB: u64 = 48 * 1024;
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forty_update_streams_of_twenty_thousand_mailboxes_stay_small() {
     let dir = tempfile::tempdir().unwrap();
@@ -61,7 +52,7 @@ async fn forty_update_streams_of_twenty_thousand_mailboxes_stay_small() {
     for s in &mut streams {
         assert!(s.line().await.starts_with("U MAILBOX \"user.last\""));
     }
-    let rss = rss_kib(pid);
+    let rss = vm_rss_kib(pid).unwrap();
     println!("mupdated VmRSS with {STREAMS} streams of {MAILBOXES} mailboxes: {rss} KiB");
     assert!(rss < RSS_BOUND_KIB, "VmRSS {rss} KiB over the bound");
 }

@@ -38,18 +38,6 @@ fn mailboxes() -> usize {
         .unwrap_or(100_000)
 }
 
-/// `VmRSS` of a process in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Reads responses on an UPDATE stream until `MAILBOX "name"` arrives.
 async fn until_mailbox(c: &mut Client, name: &str) {
     let want = format!("MAILBOX \"{name}\" ");
@@ -93,18 +81,19 @@ async fn slave_reconnect_and_resync_after_a_master_restart() {
     store.close().await;
     println!("populated {n} mailboxes in {:?}", t.elapsed());
 
-    let admins = ["--admin", "admin", "--admin", "slave"];
+    // The master on `listen` (port 0 the first time, then its old port).
+    let start_master = |listen: String| {
+        let (data, passwd) = (master_data.clone(), passwd.clone());
+        async move {
+            let admins = ["--admin", "admin", "--admin", "slave"];
+            let null = std::process::Stdio::null();
+            spawn_mupdated_on(&listen, &data, &passwd, &admins, "warn", null).await
+        }
+    };
     let t = Instant::now();
-    let (mut master, addr) = spawn_mupdated(
-        &master_data,
-        &passwd,
-        &admins,
-        "warn",
-        std::process::Stdio::null(),
-    )
-    .await;
+    let (mut master, addr) = start_master("127.0.0.1:0".into()).await;
     let master_start = t.elapsed();
-    let master_rss = rss_kib(master.id().unwrap());
+    let master_rss = vm_rss_kib(master.id().unwrap()).unwrap_or(0);
     println!(
         "master start with {n} mailboxes (clean close): {master_start:?} to listening; VmRSS {} MiB = {:.0} bytes per mailbox",
         master_rss / 1024,
@@ -151,15 +140,7 @@ async fn slave_reconnect_and_resync_after_a_master_restart() {
     master.kill().await.unwrap();
     tokio::time::sleep(master_away()).await;
     let t = Instant::now();
-    let (_master, _) = spawn_mupdated_on(
-        &master_addr,
-        &master_data,
-        &passwd,
-        &admins,
-        "warn",
-        std::process::Stdio::null(),
-    )
-    .await;
+    let (_master, _) = start_master(master_addr.clone()).await;
     let recovery = t.elapsed();
     let back = Instant::now();
     // A write made right after the master's return reaches the slave's subscribers through the
