@@ -13,6 +13,7 @@
 //! * [`coverage`]: the requirement tables and `--coverage`.
 //! * [`verify`]: `conformance verify-copy`, byte-for-byte comparison of a mailbox and its copy.
 //! * [`embedded`]: the reference servers started in-process when no `--target` is given.
+//! * [`stress`]: `conformance stress`, random concurrent workloads checked against the model.
 
 pub mod bench;
 pub mod cli;
@@ -22,5 +23,6 @@ pub mod embedded;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod stress;
 pub mod verify;
 pub mod wire;

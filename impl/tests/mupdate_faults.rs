@@ -59,6 +59,17 @@ async fn script(fault: Fault, s: &TestServer) -> Vec<String> {
             c.cmd("F", "FIND \"x\"").await
         }
         Fault::UpdateRefused => c.cmd("U", "UPDATE").await,
+        Fault::ReserveRace => {
+            // Two RESERVEs of one free name on two connections at once (the racy check waits
+            // 100 ms before committing), then a sequential one, which stays correct.
+            let mut c2 = Client::admin(s.addr).await;
+            c.send("R RESERVE \"x\" \"h1\"\r\n").await;
+            c2.send("R RESERVE \"x\" \"h2\"\r\n").await;
+            let mut out = vec![c.line().await, c2.line().await];
+            out.sort();
+            out.extend(c.cmd("S", "RESERVE \"x\" \"h3\"").await);
+            out
+        }
     }
 }
 
@@ -131,6 +142,18 @@ async fn each_fault_shows() {
                 &["F MAILBOX \"x\" \"h\" \"\"", "F OK \"Search completed\""],
             ),
             Fault::UpdateRefused => (&["U OK \"streaming starts\""], &["U NO \"UPDATE refused\""]),
+            Fault::ReserveRace => (
+                &[
+                    "R NO \"mailbox already exists\"",
+                    "R OK \"done\"",
+                    "S NO \"mailbox already exists\"",
+                ],
+                &[
+                    "R OK \"done\"",
+                    "R OK \"done\"",
+                    "S NO \"mailbox already exists\"",
+                ],
+            ),
         };
         assert!(ok(&g, good_want), "{fault}: correct server {g:?}");
         assert!(ok(&b, bad_want), "{fault}: faulty server {b:?}");

@@ -392,7 +392,7 @@ impl Connection {
                         .extend(self.session.reply(&tag, &command, &done));
                     return Ok(Flow::Continue);
                 }
-                let result = self.shared.store.execute(command.clone()).await;
+                let result = self.execute(command.clone()).await;
                 self.reply(&tag, &command, result);
             }
             Action::Authenticate {
@@ -476,9 +476,7 @@ impl Connection {
     /// Hand a pipelined write to the store now (it joins the group commit queue in pipeline
     /// order); its response is written by [`Connection::finish_in_flight`].
     fn submit(&mut self, tag: Vec<u8>, command: Command) {
-        let store = self.shared.store.clone();
-        let cmd = command.clone();
-        let mut future: InFlightFuture = Box::pin(async move { store.execute(cmd).await });
+        let mut future = self.execute(command.clone());
         // One poll enqueues the write (the store's queue is FIFO even when full).
         let mut cx = Context::from_waker(Waker::noop());
         let state = match future.as_mut().poll(&mut cx) {
@@ -490,6 +488,16 @@ impl Connection {
             command,
             state,
         });
+    }
+
+    /// The store call for `command` (through the `ReserveRace` fault's racy RESERVE when that
+    /// test-only fault is on).
+    fn execute(&self, command: Command) -> InFlightFuture {
+        let store = self.shared.store.clone();
+        if self.shared.policy.faults.has(Fault::ReserveRace) {
+            return Box::pin(async move { super::faults::racy_reserve(&store, command).await });
+        }
+        Box::pin(async move { store.execute(command).await })
     }
 
     /// Wait for every submitted write, in order, and append their responses.
