@@ -391,8 +391,21 @@ impl Session {
     pub fn update_dump(&self, tag: &[u8], records: &[murder_model::Record]) -> Vec<u8> {
         let mut out = Vec::new();
         for r in records {
-            response::record(&mut out, self.data_tag(tag), r);
+            self.data_record(&mut out, tag, r);
         }
+        out.extend(self.update_started(tag));
+        out
+    }
+
+    /// One data line of a LIST answer or of UPDATE's initial dump, appended to `out` (for
+    /// servers that format a large answer straight from a snapshot instead of a `Vec<Record>`).
+    pub fn data_record(&self, out: &mut Vec<u8>, tag: &[u8], record: &murder_model::Record) {
+        response::record(out, self.data_tag(tag), record);
+    }
+
+    /// The OK that ends UPDATE's initial dump and starts streaming.
+    pub fn update_started(&self, tag: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
         response::status(&mut out, Tag::Tagged(tag), Status::Ok, "streaming starts");
         out
     }

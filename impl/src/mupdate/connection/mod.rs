@@ -39,6 +39,11 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Output above this size is flushed even while more pipelined input waits.
 const FLUSH_THRESHOLD: usize = 64 * 1024;
 
+/// After a flush, an output buffer whose capacity grew beyond this (a LIST or an UPDATE dump of
+/// a large database) is released instead of kept for the connection's lifetime: 100 UPDATE
+/// streams that each once sent a 50,000-record dump would otherwise hold ~100 × 4 MiB.
+const MAX_RETAINED_OUTPUT: usize = 4 * FLUSH_THRESHOLD;
+
 /// After the last response, how long the connection keeps reading and discarding input.
 const LINGER: Duration = Duration::from_millis(500);
 
@@ -213,6 +218,9 @@ impl Connection {
             trace!(peer = %self.peer, bytes = %String::from_utf8_lossy(&self.output), "send");
             io.write_all(&self.output).await?;
             self.output.clear();
+            if self.output.capacity() > MAX_RETAINED_OUTPUT {
+                self.output = Vec::new();
+            }
         }
         io.flush().await?;
         Ok(())
@@ -367,6 +375,23 @@ impl Connection {
                 self.decoder.refuse_literal();
             }
             Action::Execute { tag, command } => {
+                if let Command::List { prefix } = &command {
+                    // Formatted straight from the committed snapshot: no `Vec<Record>` copy of
+                    // the database. The snapshot is held only while formatting (CPU-bound, no
+                    // I/O), so the writer copies the database at most once meanwhile.
+                    let db = self.shared.store.snapshot();
+                    for record in db.list_records(prefix.as_deref()) {
+                        self.session.data_record(&mut self.output, &tag, &record);
+                    }
+                    drop(db);
+                    let done = Reply {
+                        data: Vec::new(),
+                        result: Ok(()),
+                    };
+                    self.output
+                        .extend(self.session.reply(&tag, &command, &done));
+                    return Ok(Flow::Continue);
+                }
                 let result = self.execute(command.clone()).await;
                 self.reply(&tag, &command, result);
             }
@@ -377,12 +402,18 @@ impl Connection {
             } => return self.authenticate(&tag, &mechanism, initial).await,
             Action::StartTls(ok) => return self.start_tls(ok).await,
             Action::Update { tag } => {
-                let (records, sub) = self.shared.store.subscribe();
+                // Formatted straight from the snapshot (no `Vec<Record>` copy), like LIST.
+                let (db, sub) = self.shared.store.subscribe_snapshot();
                 self.last_seq = sub.start_seq();
-                self.output.extend(self.session.update_dump(&tag, &records));
+                for record in db.records() {
+                    self.session.data_record(&mut self.output, &tag, &record);
+                }
+                let records = db.len();
+                drop(db);
+                self.output.extend(self.session.update_started(&tag));
                 self.session.streaming(&tag);
                 self.sub = Some(sub);
-                info!(peer = %self.peer, records = records.len(), "UPDATE stream started");
+                info!(peer = %self.peer, records, "UPDATE stream started");
             }
             Action::Barrier(ok) => {
                 if self.shared.policy.faults.has(Fault::NoNoopBarrier) {
