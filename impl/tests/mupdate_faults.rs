@@ -59,6 +59,43 @@ async fn script(fault: Fault, s: &TestServer) -> Vec<String> {
             c.cmd("F", "FIND \"x\"").await
         }
         Fault::UpdateRefused => c.cmd("U", "UPDATE").await,
+        Fault::NamesCaseInsensitive => {
+            c.cmd("R", "RESERVE \"Ab\" \"h\"").await;
+            c.cmd("F", "FIND \"Ab\"").await
+        }
+        Fault::DeactivateDeletes => {
+            c.cmd("A", &act("x")).await;
+            c.cmd("D", "DEACTIVATE \"x\" \"h\"").await;
+            c.cmd("F", "FIND \"x\"").await
+        }
+        Fault::ActivateKeepsAcl => {
+            c.cmd("A", &act("x")).await;
+            c.cmd("B", "ACTIVATE \"x\" \"h!p\" \"b\"").await;
+            c.cmd("F", "FIND \"x\"").await
+        }
+        Fault::UpdateDumpOmitsReserved => {
+            c.cmd("R", "RESERVE \"x\" \"h\"").await;
+            Client::admin(s.addr).await.cmd("U", "UPDATE").await
+        }
+        Fault::StreamTagFollowsNoop | Fault::StreamDropsAcl => {
+            let mut sub = Client::admin(s.addr).await;
+            sub.cmd("U", "UPDATE").await;
+            sub.cmd("N", "NOOP").await;
+            c.cmd("A", &act("x")).await;
+            sub.cmd("M", "NOOP").await
+        }
+        Fault::TagTruncated => {
+            c.send("Abcdefghijkl NOOP\r\n").await;
+            vec![c.line().await]
+        }
+        Fault::AcceptAfterFailedAuth => {
+            let mut p = Client::connect(s.addr).await;
+            // PLAIN "\0admin\0wrong".
+            p.cmd("A", "AUTHENTICATE \"PLAIN\" \"AGFkbWluAHdyb25n\"")
+                .await;
+            p.cmd("N", "NOOP").await
+        }
+        Fault::StarttlsAfterAuth => c.cmd("S", "STARTTLS").await,
     }
 }
 
@@ -131,6 +168,42 @@ async fn each_fault_shows() {
                 &["F MAILBOX \"x\" \"h\" \"\"", "F OK \"Search completed\""],
             ),
             Fault::UpdateRefused => (&["U OK \"streaming starts\""], &["U NO \"UPDATE refused\""]),
+            Fault::NamesCaseInsensitive => (
+                &["F RESERVE \"Ab\" \"h\"", "F OK \"Search completed\""],
+                &["F RESERVE \"ab\" \"h\"", "F OK \"Search completed\""],
+            ),
+            Fault::DeactivateDeletes => (
+                &["F RESERVE \"x\" \"h\"", "F OK \"Search completed\""],
+                &["F OK \"Search completed\""],
+            ),
+            Fault::ActivateKeepsAcl => (
+                &["F MAILBOX \"x\" \"h!p\" \"b\"", "F OK \"Search completed\""],
+                &["F MAILBOX \"x\" \"h!p\" \"a\"", "F OK \"Search completed\""],
+            ),
+            Fault::UpdateDumpOmitsReserved => (
+                &["U RESERVE \"x\" \"h\"", "U OK \"streaming starts\""],
+                &["U OK \"streaming starts\""],
+            ),
+            Fault::StreamTagFollowsNoop => (
+                &["U MAILBOX \"x\" \"h!p\" \"a\"", "M OK \"NOOP complete\""],
+                &["N MAILBOX \"x\" \"h!p\" \"a\"", "M OK \"NOOP complete\""],
+            ),
+            Fault::StreamDropsAcl => (
+                &["U MAILBOX \"x\" \"h!p\" \"a\"", "M OK \"NOOP complete\""],
+                &["U MAILBOX \"x\" \"h!p\" \"\"", "M OK \"NOOP complete\""],
+            ),
+            Fault::TagTruncated => (
+                &["Abcdefghijkl OK \"NOOP complete\""],
+                &["Abcdefghij OK \"NOOP complete\""],
+            ),
+            Fault::AcceptAfterFailedAuth => (
+                &["N NO \"Please login first\""],
+                &["N OK \"NOOP complete\""],
+            ),
+            Fault::StarttlsAfterAuth => (
+                &["S NO \"STARTTLS not allowed after authentication\""],
+                &["S OK \"Begin TLS negotiation now\""],
+            ),
         };
         assert!(ok(&g, good_want), "{fault}: correct server {g:?}");
         assert!(ok(&b, bad_want), "{fault}: faulty server {b:?}");

@@ -30,11 +30,39 @@ pub enum Fault {
     StarttlsExecutesPipelined,
     /// An over-limit `{n+}` literal is refused without consuming its bytes or closing.
     LiteralPlusNotConsumed,
+    // --- Mutants added by the `mutants` task (issues 5 and 9). ---
+    /// APPENDUID reports a UIDVALIDITY one too high (RFC 4315 3).
+    AppendUidValidityWrong,
+    /// APPENDUID lists the UIDs of a MULTIAPPEND in descending order (RFC 4315 3: in the order
+    /// the messages were transmitted).
+    AppendUidDescending,
+    /// Every message of a MULTIAPPEND gets the flags of the first one (RFC 3502 6.3.11).
+    FirstFlagsForAll,
+    /// The date-time of messages k > 1 is ignored (the current time is stored instead).
+    LaterDatesIgnored,
+    /// A NO for an invalid flag carries `[TRYCREATE]` (RFC 3501 7.1: only for a missing
+    /// mailbox).
+    TryCreateOnBadFlag,
+    /// An invalid date-time of message k > 1 is accepted (RFC 3502 6.3.11: the whole APPEND
+    /// fails).
+    LaterBadDateAccepted,
+    /// A zero-length literal is refused only as the first message (RFC 3502 6.3.11).
+    ZeroLengthLaterAccepted,
+    /// EXISTS reports the number of new messages, not the mailbox size (RFC 3501 7.3.1).
+    ExistsCountsNewOnly,
+    /// STATUS UIDNEXT is computed as the highest UID + 1, so it goes down after an EXPUNGE
+    /// (RFC 3501 2.3.1.1: UIDs are never reused; UIDNEXT changes only when messages arrive).
+    StatusUidNextFromMaxUid,
+    /// Synchronizing message literals are read without a `+` continuation (RFC 3501 7.5).
+    SyncLiteralNoContinuation,
+    /// When the client disconnects in the middle of a MULTIAPPEND, the messages received in full
+    /// are committed (RFC 3502: all or none).
+    AppendCommitsOnDisconnect,
 }
 
 impl Fault {
     /// Every fault, for `--help` and tests.
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 20] = [
         Fault::AppendNotAtomic,
         Fault::AppendUidOffByOne,
         Fault::NoTryCreate,
@@ -44,6 +72,17 @@ impl Fault {
         Fault::NoExistsToOtherSessions,
         Fault::StarttlsExecutesPipelined,
         Fault::LiteralPlusNotConsumed,
+        Fault::AppendUidValidityWrong,
+        Fault::AppendUidDescending,
+        Fault::FirstFlagsForAll,
+        Fault::LaterDatesIgnored,
+        Fault::TryCreateOnBadFlag,
+        Fault::LaterBadDateAccepted,
+        Fault::ZeroLengthLaterAccepted,
+        Fault::ExistsCountsNewOnly,
+        Fault::StatusUidNextFromMaxUid,
+        Fault::SyncLiteralNoContinuation,
+        Fault::AppendCommitsOnDisconnect,
     ];
 }
 

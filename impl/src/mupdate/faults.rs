@@ -40,11 +40,34 @@ pub enum Fault {
     DropStreamDeletes,
     /// UPDATE is answered NO.
     UpdateRefused,
+    // --- Mutants added by the `mutants` task (issues 5 and 9). ---
+    /// Mailbox names are folded to lower case, so names differing only in case collide
+    /// (RFC 3656 4: names are opaque octet strings).
+    NamesCaseInsensitive,
+    /// DEACTIVATE removes the entry instead of demoting it to a reservation (RFC 3656 4.3).
+    DeactivateDeletes,
+    /// ACTIVATE of an existing active name keeps its old ACL (RFC 3656 4.1: the new ACL).
+    ActivateKeepsAcl,
+    /// The UPDATE initial dump leaves out reserved entries (RFC 3656 4.11: all of them).
+    UpdateDumpOmitsReserved,
+    /// A NOOP on an UPDATE stream re-tags the later stream lines with the NOOP's tag
+    /// (RFC 3656 4.11: stream lines carry the UPDATE's tag).
+    StreamTagFollowsNoop,
+    /// Tags are echoed truncated to 10 octets, as from a fixed-size buffer (RFC 3656 3: responses
+    /// carry the command's tag; 2.1 allows tags of up to 14 octets).
+    TagTruncated,
+    /// A failed AUTHENTICATE still leaves the session authenticated (RFC 3656 7).
+    AcceptAfterFailedAuth,
+    /// Streamed MAILBOX lines carry an empty ACL (RFC 3656 4.11: the changed record).
+    StreamDropsAcl,
+    /// STARTTLS is accepted after AUTHENTICATE (RFC 3656 4.10: only valid in the
+    /// non-authenticated state).
+    StarttlsAfterAuth,
 }
 
 impl Fault {
     /// Every fault switch.
-    pub const ALL: [Fault; 14] = [
+    pub const ALL: [Fault; 23] = [
         Fault::ReserveAlwaysOk,
         Fault::DeleteMissingOk,
         Fault::NoNoopBarrier,
@@ -59,6 +82,15 @@ impl Fault {
         Fault::DeactivateMissingOk,
         Fault::DropStreamDeletes,
         Fault::UpdateRefused,
+        Fault::NamesCaseInsensitive,
+        Fault::DeactivateDeletes,
+        Fault::ActivateKeepsAcl,
+        Fault::UpdateDumpOmitsReserved,
+        Fault::StreamTagFollowsNoop,
+        Fault::TagTruncated,
+        Fault::AcceptAfterFailedAuth,
+        Fault::StreamDropsAcl,
+        Fault::StarttlsAfterAuth,
     ];
 
     /// The kebab-case name used on the command line.
@@ -78,6 +110,15 @@ impl Fault {
             Fault::DeactivateMissingOk => "deactivate-missing-ok",
             Fault::DropStreamDeletes => "drop-stream-deletes",
             Fault::UpdateRefused => "update-refused",
+            Fault::NamesCaseInsensitive => "names-case-insensitive",
+            Fault::DeactivateDeletes => "deactivate-deletes",
+            Fault::ActivateKeepsAcl => "activate-keeps-acl",
+            Fault::UpdateDumpOmitsReserved => "update-dump-omits-reserved",
+            Fault::StreamTagFollowsNoop => "stream-tag-follows-noop",
+            Fault::TagTruncated => "tag-truncated",
+            Fault::AcceptAfterFailedAuth => "accept-after-failed-auth",
+            Fault::StreamDropsAcl => "stream-drops-acl",
+            Fault::StarttlsAfterAuth => "starttls-after-auth",
         }
     }
 }

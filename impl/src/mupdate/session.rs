@@ -191,7 +191,11 @@ impl Session {
     }
 
     /// AUTHENTICATE failed: the NO to send.
-    pub fn auth_failed(&self, tag: &[u8], why: &str) -> Vec<u8> {
+    pub fn auth_failed(&mut self, tag: &[u8], why: &str) -> Vec<u8> {
+        if self.policy.faults.has(Fault::AcceptAfterFailedAuth) {
+            self.state = SessionState::Authenticated;
+            self.may_write = true;
+        }
         line(Tag::Tagged(tag), Status::No, why)
     }
 
@@ -236,6 +240,11 @@ impl Session {
             // Deliberate bug: run what must be refused before login.
             Verdict::No if self.policy.faults.has(Fault::CommandsBeforeLogin) => {}
             Verdict::No => return Some(line(t, Status::No, "Please login first")),
+            // Deliberate bug: STARTTLS in the authenticated state.
+            Verdict::NoOrBad
+                if kind == CommandKind::Starttls
+                    && state == SessionState::Authenticated
+                    && self.policy.faults.has(Fault::StarttlsAfterAuth) => {}
             Verdict::NoOrBad => {
                 let text = match (state, kind) {
                     (SessionState::Streaming, _) => "not legal when streaming".to_string(),
@@ -298,7 +307,10 @@ impl Session {
     }
 
     fn on_command(&mut self, raw: RawCommand) -> Action {
-        let tag = raw.tag.clone();
+        let mut tag = raw.tag.clone();
+        if self.policy.faults.has(Fault::TagTruncated) {
+            tag.truncate(10);
+        }
         let t = Tag::Tagged(&tag);
         let Some(kind) = CommandKind::from_word(&raw.word) else {
             return Action::Send(line(t, Status::Bad, "Unrecognized command"));
@@ -322,9 +334,20 @@ impl Session {
                 {
                     *prefix = None;
                 }
+                if self.policy.faults.has(Fault::NamesCaseInsensitive) {
+                    fold_names(&mut command);
+                }
+                if self.policy.faults.has(Fault::DeactivateDeletes)
+                    && let Command::Deactivate { name, .. } = &command
+                {
+                    command = Command::Delete { name: name.clone() };
+                }
                 Action::Execute { tag, command }
             }
             Request::Noop if self.state == SessionState::Streaming => {
+                if self.policy.faults.has(Fault::StreamTagFollowsNoop) {
+                    self.update_tag = Some(tag.clone());
+                }
                 Action::Barrier(line(t, Status::Ok, "NOOP complete"))
             }
             Request::Noop => Action::Send(line(t, Status::Ok, "NOOP complete")),
@@ -391,6 +414,11 @@ impl Session {
     pub fn update_dump(&self, tag: &[u8], records: &[murder_model::Record]) -> Vec<u8> {
         let mut out = Vec::new();
         for r in records {
+            if self.policy.faults.has(Fault::UpdateDumpOmitsReserved)
+                && matches!(r.entry, MailboxEntry::Reserved { .. })
+            {
+                continue;
+            }
             response::record(&mut out, self.data_tag(tag), r);
         }
         response::status(&mut out, Tag::Tagged(tag), Status::Ok, "streaming starts");
@@ -406,9 +434,33 @@ impl Session {
             {
                 return out;
             }
+            if self.policy.faults.has(Fault::StreamDropsAcl)
+                && let Change::Upsert(r) = change
+                && let MailboxEntry::Active { location, .. } = &r.entry
+            {
+                let mut r = r.clone();
+                r.entry = MailboxEntry::Active {
+                    location: location.clone(),
+                    acl: Vec::new(),
+                };
+                response::record(&mut out, self.data_tag(tag), &r);
+                return out;
+            }
             response::change(&mut out, self.data_tag(tag), change);
         }
         out
+    }
+}
+
+/// The `NamesCaseInsensitive` fault: fold the command's mailbox name to lower case.
+fn fold_names(command: &mut Command) {
+    match command {
+        Command::Activate { name, .. }
+        | Command::Reserve { name, .. }
+        | Command::Deactivate { name, .. }
+        | Command::Delete { name }
+        | Command::Find { name } => name.make_ascii_lowercase(),
+        _ => {}
     }
 }
 

@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use murder_model::{Change, Command, Reply};
+use murder_model::{Change, Command, MailboxEntry, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{info, trace, warn};
@@ -111,6 +111,33 @@ enum InFlightState {
 const FAULT_STREAM_DELAY: Duration = Duration::from_secs(1);
 
 /// Resolves at `deadline`; never without one.
+/// The `ActivateKeepsAcl` fault: an ACTIVATE of an active name keeps the stored ACL.
+async fn keep_old_acl(shared: Arc<Shared>, command: Command) -> Command {
+    let Command::Activate {
+        name,
+        location,
+        acl,
+    } = command
+    else {
+        return command;
+    };
+    let mut acl = acl;
+    if shared.policy.faults.has(Fault::ActivateKeepsAcl) {
+        let find = Command::Find { name: name.clone() };
+        if let Ok(found) = shared.store.execute(find).await
+            && let Some(MailboxEntry::Active { acl: old, .. }) =
+                found.data.first().map(|r| &r.entry)
+        {
+            acl = old.clone();
+        }
+    }
+    Command::Activate {
+        name,
+        location,
+        acl,
+    }
+}
+
 async fn held_deadline(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -367,6 +394,7 @@ impl Connection {
                 self.decoder.refuse_literal();
             }
             Action::Execute { tag, command } => {
+                let command = keep_old_acl(self.shared.clone(), command).await;
                 let result = self.shared.store.execute(command.clone()).await;
                 self.reply(&tag, &command, result);
             }
@@ -447,7 +475,12 @@ impl Connection {
     fn submit(&mut self, tag: Vec<u8>, command: Command) {
         let store = self.shared.store.clone();
         let cmd = command.clone();
-        let mut future: InFlightFuture = Box::pin(async move { store.execute(cmd).await });
+        let mut future: InFlightFuture = if self.shared.policy.faults.has(Fault::ActivateKeepsAcl) {
+            let shared = self.shared.clone();
+            Box::pin(async move { store.execute(keep_old_acl(shared, cmd).await).await })
+        } else {
+            Box::pin(async move { store.execute(cmd).await })
+        };
         // One poll enqueues the write (the store's queue is FIFO even when full).
         let mut cx = Context::from_waker(Waker::noop());
         let state = match future.as_mut().poll(&mut cx) {
