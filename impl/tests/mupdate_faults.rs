@@ -96,6 +96,10 @@ async fn script(fault: Fault, s: &TestServer) -> Vec<String> {
             p.cmd("N", "NOOP").await
         }
         Fault::StarttlsAfterAuth => c.cmd("S", "STARTTLS").await,
+        Fault::ListPrefixSubstring => {
+            c.cmd("A", "ACTIVATE \"x\" \"zh!p\" \"a\"").await;
+            c.cmd("L", "LIST \"h\"").await
+        }
     }
 }
 
@@ -199,6 +203,10 @@ async fn each_fault_shows() {
             Fault::AcceptAfterFailedAuth => (
                 &["N NO \"Please login first\""],
                 &["N OK \"NOOP complete\""],
+            ),
+            Fault::ListPrefixSubstring => (
+                &["L OK \"List complete\""],
+                &["L MAILBOX \"x\" \"zh!p\" \"a\"", "L OK \"List complete\""],
             ),
             Fault::StarttlsAfterAuth => (
                 &["S NO \"STARTTLS not allowed after authentication\""],

@@ -58,11 +58,18 @@ pub enum Fault {
     /// When the client disconnects in the middle of a MULTIAPPEND, the messages received in full
     /// are committed (RFC 3502: all or none).
     AppendCommitsOnDisconnect,
+    /// UIDVALIDITY is the creation time in seconds, without the "greater than the last one"
+    /// guard: a mailbox deleted and created again within a second reuses it, so (UIDVALIDITY,
+    /// UID) names two different messages (RFC 3501 2.3.1.1).
+    UidValidityFromClock,
+    /// Sessions that selected the mailbox read-only (EXAMINE) are not told about new messages
+    /// (RFC 3501 5.2: size updates go to every session with the mailbox selected).
+    NoExistsToReadOnly,
 }
 
 impl Fault {
     /// Every fault, for `--help` and tests.
-    pub const ALL: [Fault; 20] = [
+    pub const ALL: [Fault; 22] = [
         Fault::AppendNotAtomic,
         Fault::AppendUidOffByOne,
         Fault::NoTryCreate,
@@ -83,6 +90,8 @@ impl Fault {
         Fault::StatusUidNextFromMaxUid,
         Fault::SyncLiteralNoContinuation,
         Fault::AppendCommitsOnDisconnect,
+        Fault::UidValidityFromClock,
+        Fault::NoExistsToReadOnly,
     ];
 }
 

@@ -63,11 +63,14 @@ pub enum Fault {
     /// STARTTLS is accepted after AUTHENTICATE (RFC 3656 4.10: only valid in the
     /// non-authenticated state).
     StarttlsAfterAuth,
+    /// LIST with a location prefix also returns records whose location merely contains it
+    /// (RFC 3656 4.6: locations that begin with the prefix).
+    ListPrefixSubstring,
 }
 
 impl Fault {
     /// Every fault switch.
-    pub const ALL: [Fault; 23] = [
+    pub const ALL: [Fault; 24] = [
         Fault::ReserveAlwaysOk,
         Fault::DeleteMissingOk,
         Fault::NoNoopBarrier,
@@ -91,6 +94,7 @@ impl Fault {
         Fault::AcceptAfterFailedAuth,
         Fault::StreamDropsAcl,
         Fault::StarttlsAfterAuth,
+        Fault::ListPrefixSubstring,
     ];
 
     /// The kebab-case name used on the command line.
@@ -119,6 +123,7 @@ impl Fault {
             Fault::AcceptAfterFailedAuth => "accept-after-failed-auth",
             Fault::StreamDropsAcl => "stream-drops-acl",
             Fault::StarttlsAfterAuth => "starttls-after-auth",
+            Fault::ListPrefixSubstring => "list-prefix-substring",
         }
     }
 }

@@ -80,6 +80,7 @@ impl Session {
     /// messages).
     pub(super) fn sync_selected_inner(&mut self, allow_expunge: bool, announce_new: bool) {
         let store = self.shared.store.clone();
+        let faults = &self.shared.faults;
         let Some(sel) = self.selected.as_mut() else {
             return;
         };
@@ -117,7 +118,7 @@ impl Session {
                 }
                 sel.modseq_seen = view.modseq;
             }
-            if !announce_new {
+            if !announce_new || (sel.read_only && faults.has(Fault::NoExistsToReadOnly)) {
                 return Vec::new();
             }
             let last = sel.uids.last().copied().unwrap_or(0);

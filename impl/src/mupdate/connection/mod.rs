@@ -138,6 +138,40 @@ async fn keep_old_acl(shared: Arc<Shared>, command: Command) -> Command {
     }
 }
 
+/// The `ListPrefixSubstring` fault: LIST with a prefix asks the store for every record...
+fn list_query(shared: &Shared, command: &Command) -> Command {
+    match command {
+        Command::List { prefix: Some(_) }
+            if shared.policy.faults.has(Fault::ListPrefixSubstring) =>
+        {
+            Command::List { prefix: None }
+        }
+        other => other.clone(),
+    }
+}
+
+/// ... and keeps those whose location contains the prefix anywhere.
+fn list_substring(
+    shared: &Shared,
+    command: &Command,
+    result: Result<Reply, StoreError>,
+) -> Result<Reply, StoreError> {
+    let (Command::List { prefix: Some(p) }, Ok(mut reply)) = (command, result.as_ref().cloned())
+    else {
+        return result;
+    };
+    if !shared.policy.faults.has(Fault::ListPrefixSubstring) {
+        return result;
+    }
+    reply.data.retain(|r| {
+        let location = match &r.entry {
+            MailboxEntry::Active { location, .. } | MailboxEntry::Reserved { location } => location,
+        };
+        p.is_empty() || location.windows(p.len()).any(|w| w == p.as_slice())
+    });
+    Ok(reply)
+}
+
 async fn held_deadline(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -395,7 +429,12 @@ impl Connection {
             }
             Action::Execute { tag, command } => {
                 let command = keep_old_acl(self.shared.clone(), command).await;
-                let result = self.shared.store.execute(command.clone()).await;
+                let result = self
+                    .shared
+                    .store
+                    .execute(list_query(&self.shared, &command))
+                    .await;
+                let result = list_substring(&self.shared, &command, result);
                 self.reply(&tag, &command, result);
             }
             Action::Authenticate {
