@@ -96,6 +96,13 @@ async fn script(fault: Fault, s: &TestServer) -> Vec<String> {
             p.cmd("N", "NOOP").await
         }
         Fault::StarttlsAfterAuth => c.cmd("S", "STARTTLS").await,
+        Fault::PlainAuthzidUnchecked => {
+            // bob's password, acting as admin (PLAIN "admin\0bob\0bobpw").
+            let mut p = Client::connect(s.addr).await;
+            p.cmd("A", "AUTHENTICATE \"PLAIN\" \"YWRtaW4AYm9iAGJvYnB3\"")
+                .await;
+            p.cmd("R", "RESERVE \"x\" \"h\"").await
+        }
         Fault::ListPrefixSubstring => {
             c.cmd("A", "ACTIVATE \"x\" \"zh!p\" \"a\"").await;
             c.cmd("L", "LIST \"h\"").await
@@ -204,6 +211,7 @@ async fn each_fault_shows() {
                 &["N NO \"Please login first\""],
                 &["N OK \"NOOP complete\""],
             ),
+            Fault::PlainAuthzidUnchecked => (&["R NO \"Please login first\""], &["R OK \"done\""]),
             Fault::ListPrefixSubstring => (
                 &["L OK \"List complete\""],
                 &["L MAILBOX \"x\" \"zh!p\" \"a\"", "L OK \"List complete\""],

@@ -65,11 +65,14 @@ pub enum Fault {
     /// Sessions that selected the mailbox read-only (EXAMINE) are not told about new messages
     /// (RFC 3501 5.2: size updates go to every session with the mailbox selected).
     NoExistsToReadOnly,
+    /// SASL PLAIN lets any user act as any authzid: user2's password logs in as the main user
+    /// (RFC 4616 2: the credentials must permit acting as the authzid).
+    PlainAuthzidUnchecked,
 }
 
 impl Fault {
     /// Every fault, for `--help` and tests.
-    pub const ALL: [Fault; 22] = [
+    pub const ALL: [Fault; 23] = [
         Fault::AppendNotAtomic,
         Fault::AppendUidOffByOne,
         Fault::NoTryCreate,
@@ -92,6 +95,7 @@ impl Fault {
         Fault::AppendCommitsOnDisconnect,
         Fault::UidValidityFromClock,
         Fault::NoExistsToReadOnly,
+        Fault::PlainAuthzidUnchecked,
     ];
 }
 

@@ -66,11 +66,14 @@ pub enum Fault {
     /// LIST with a location prefix also returns records whose location merely contains it
     /// (RFC 3656 4.6: locations that begin with the prefix).
     ListPrefixSubstring,
+    /// SASL PLAIN lets any user act as any authzid, so a non-admin logs in as an admin and may
+    /// write (RFC 4616 2: the credentials must permit acting as the authzid).
+    PlainAuthzidUnchecked,
 }
 
 impl Fault {
     /// Every fault switch.
-    pub const ALL: [Fault; 24] = [
+    pub const ALL: [Fault; 25] = [
         Fault::ReserveAlwaysOk,
         Fault::DeleteMissingOk,
         Fault::NoNoopBarrier,
@@ -95,6 +98,7 @@ impl Fault {
         Fault::StreamDropsAcl,
         Fault::StarttlsAfterAuth,
         Fault::ListPrefixSubstring,
+        Fault::PlainAuthzidUnchecked,
     ];
 
     /// The kebab-case name used on the command line.
@@ -124,6 +128,7 @@ impl Fault {
             Fault::StreamDropsAcl => "stream-drops-acl",
             Fault::StarttlsAfterAuth => "starttls-after-auth",
             Fault::ListPrefixSubstring => "list-prefix-substring",
+            Fault::PlainAuthzidUnchecked => "plain-authzid-unchecked",
         }
     }
 }
