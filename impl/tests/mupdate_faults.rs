@@ -103,6 +103,12 @@ async fn script(fault: Fault, s: &TestServer) -> Vec<String> {
                 .await;
             p.cmd("R", "RESERVE \"x\" \"h\"").await
         }
+        Fault::UpdateOkBeforeDump => {
+            c.cmd("R", "RESERVE \"x\" \"h\"").await;
+            let mut sub = Client::admin(s.addr).await;
+            sub.send("U UPDATE\r\n").await;
+            vec![sub.line().await, sub.line().await]
+        }
         Fault::ListPrefixSubstring => {
             c.cmd("A", "ACTIVATE \"x\" \"zh!p\" \"a\"").await;
             c.cmd("L", "LIST \"h\"").await
@@ -212,6 +218,10 @@ async fn each_fault_shows() {
                 &["N OK \"NOOP complete\""],
             ),
             Fault::PlainAuthzidUnchecked => (&["R NO \"Please login first\""], &["R OK \"done\""]),
+            Fault::UpdateOkBeforeDump => (
+                &["U RESERVE \"x\" \"h\"", "U OK \"streaming starts\""],
+                &["U OK \"streaming starts\"", "U RESERVE \"x\" \"h\""],
+            ),
             Fault::ListPrefixSubstring => (
                 &["L OK \"List complete\""],
                 &["L MAILBOX \"x\" \"zh!p\" \"a\"", "L OK \"List complete\""],

@@ -68,11 +68,19 @@ pub enum Fault {
     /// SASL PLAIN lets any user act as any authzid: user2's password logs in as the main user
     /// (RFC 4616 2: the credentials must permit acting as the authzid).
     PlainAuthzidUnchecked,
+    /// After refusing a command that announced a synchronizing literal (no `+` sent, so the
+    /// client sends no literal), the server still swallows that many octets of what follows
+    /// (RFC 3501 4.3/7.5: without the continuation the literal was never sent).
+    RefusedSyncLiteralSkipped,
+    /// The appending session with the mailbox selected gets the EXISTS only with its next
+    /// command, not before the APPEND's OK (RFC 3502 6.3.11: "SHOULD notify the client
+    /// immediately").
+    ExistsAfterAppendOk,
 }
 
 impl Fault {
     /// Every fault, for `--help` and tests.
-    pub const ALL: [Fault; 23] = [
+    pub const ALL: [Fault; 25] = [
         Fault::AppendNotAtomic,
         Fault::AppendUidOffByOne,
         Fault::NoTryCreate,
@@ -96,6 +104,8 @@ impl Fault {
         Fault::UidValidityFromClock,
         Fault::NoExistsToReadOnly,
         Fault::PlainAuthzidUnchecked,
+        Fault::RefusedSyncLiteralSkipped,
+        Fault::ExistsAfterAppendOk,
     ];
 }
 

@@ -69,11 +69,14 @@ pub enum Fault {
     /// SASL PLAIN lets any user act as any authzid, so a non-admin logs in as an admin and may
     /// write (RFC 4616 2: the credentials must permit acting as the authzid).
     PlainAuthzidUnchecked,
+    /// UPDATE answers OK first and sends the initial dump after it (RFC 3656 4.11: the current
+    /// records, then the OK that starts the stream).
+    UpdateOkBeforeDump,
 }
 
 impl Fault {
     /// Every fault switch.
-    pub const ALL: [Fault; 25] = [
+    pub const ALL: [Fault; 26] = [
         Fault::ReserveAlwaysOk,
         Fault::DeleteMissingOk,
         Fault::NoNoopBarrier,
@@ -99,6 +102,7 @@ impl Fault {
         Fault::StarttlsAfterAuth,
         Fault::ListPrefixSubstring,
         Fault::PlainAuthzidUnchecked,
+        Fault::UpdateOkBeforeDump,
     ];
 
     /// The kebab-case name used on the command line.
@@ -129,6 +133,7 @@ impl Fault {
             Fault::StarttlsAfterAuth => "starttls-after-auth",
             Fault::ListPrefixSubstring => "list-prefix-substring",
             Fault::PlainAuthzidUnchecked => "plain-authzid-unchecked",
+            Fault::UpdateOkBeforeDump => "update-ok-before-dump",
         }
     }
 }

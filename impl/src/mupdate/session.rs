@@ -413,6 +413,10 @@ impl Session {
     /// UPDATE's initial dump (RFC 3656 4.11): the records, then the OK that starts streaming.
     pub fn update_dump(&self, tag: &[u8], records: &[murder_model::Record]) -> Vec<u8> {
         let mut out = Vec::new();
+        let ok_first = self.policy.faults.has(Fault::UpdateOkBeforeDump);
+        if ok_first {
+            response::status(&mut out, Tag::Tagged(tag), Status::Ok, "streaming starts");
+        }
         for r in records {
             if self.policy.faults.has(Fault::UpdateDumpOmitsReserved)
                 && matches!(r.entry, MailboxEntry::Reserved { .. })
@@ -421,7 +425,9 @@ impl Session {
             }
             response::record(&mut out, self.data_tag(tag), r);
         }
-        response::status(&mut out, Tag::Tagged(tag), Status::Ok, "streaming starts");
+        if !ok_first {
+            response::status(&mut out, Tag::Tagged(tag), Status::Ok, "streaming starts");
+        }
         out
     }
 

@@ -333,7 +333,9 @@ impl Session {
             Ok(done) => {
                 // Committed: the segment was renamed into the mailbox.
                 cleanup.disarm();
-                if self.selected.as_ref().is_some_and(|s| s.name == mailbox) {
+                if self.selected.as_ref().is_some_and(|s| s.name == mailbox)
+                    && !self.shared.faults.has(Fault::ExistsAfterAppendOk)
+                {
                     self.sync_selected_inner(true, true);
                 }
                 let faults = &self.shared.faults;
