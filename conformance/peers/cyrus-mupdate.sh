@@ -8,6 +8,8 @@
 #   cyrus-mupdate.sh status master|slave
 #   cyrus-mupdate.sh crash master|slave [SIGNAL]   (default SEGV: kill the mupdate service
 #                                                   process by pid; Cyrus master respawns it)
+#   cyrus-mupdate.sh restart master|slave          (stop Cyrus master(8) by pid, start it again
+#                                                   on the same state: mailboxes are kept)
 #
 # Defaults: master port 13905, slave port 13906, user admin, password peer-secret, and for a slave
 # --master-user/--master-password default to --user/--password. The master may be OUR mupdated.
@@ -20,7 +22,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-usage() { sed -n '2,21p' "$0" >&2; exit 2; }
+usage() { sed -n '2,23p' "$0" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 action=$1 role=$2
 shift 2
@@ -58,6 +60,20 @@ if [ "$action" = crash ]; then
     done
     [ -n "${new:-}" ] || die "Cyrus master did not respawn mupdate after SIG$signal"
     echo "PEER crashed mupdate-$role old_pid=$child signal=$signal new_pid=$new"
+    exit 0
+fi
+if [ "$action" = restart ]; then
+    need_root
+    [ -f "$d/cyrus.conf" ] || die "no cyrus mupdate $role state in $d: start it first"
+    port=$(grep -o 'listen="[^"]*"' "$d/cyrus.conf" | grep -o '[0-9]*"$' | tr -d '"')
+    old=$(tr -dc '0-9' <"$d/master.pid" 2>/dev/null || true)
+    stop_pid "$d/master.pid"
+    for _ in $(seq "$PEER_WAIT_TENTHS"); do port_free "$port" && break; sleep 0.1; done
+    port_free "$port" || die "127.0.0.1:$port still in use after stopping master pid $old"
+    ensure_syslog
+    cyrus_master_start "$d"
+    wait_banner "$port" '^\* OK MUPDATE' "$SYSLOG_FILE"
+    echo "PEER restarted mupdate-$role $PEER_HOST:$port old_master_pid=${old:-none} new_master_pid=$(cat "$d/master.pid")"
     exit 0
 fi
 stop_or_status "$action" "$d/master.pid" "cyrus mupdate $role"

@@ -49,6 +49,12 @@ pub enum Command {
     /// Load a loopback server (or the embedded reference servers) with one workload and print
     /// throughput and latency.
     Bench(crate::bench::BenchArgs),
+    /// Random concurrent workloads on a loopback server (or the embedded ones), checked for
+    /// linearizability against the model, stream consistency and MULTIAPPEND atomicity.
+    Stress(crate::stress::StressArgs),
+    /// Check that a mailbox on --target (--user/--password) is a byte-for-byte copy of one on
+    /// --source (bodies, flags, internal dates); exit 0 exact, 1 differs, 2 unreadable.
+    VerifyCopy(crate::verify::VerifyCopyArgs),
 }
 
 /// `--suite`.
@@ -435,7 +441,11 @@ pub async fn main_with(cli: Cli) -> i32 {
         Some(Command::Replay { bundle: path }) => return replay(&o, cfg, &path).await,
         Some(Command::Check) => return check(&o),
         Some(Command::Bench(b)) => return crate::bench::main(&o, &b).await,
+        Some(Command::Stress(a)) => return crate::stress::main(&o, &a).await,
         Some(Command::Report(args)) => return crate::report::compat::main(&args),
+        Some(Command::VerifyCopy(args)) => {
+            return crate::verify::main(&o, &args).await;
+        }
         None => {}
     }
     let map_only = match o.coverage {

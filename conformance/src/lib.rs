@@ -11,7 +11,9 @@
 //! * [`report`]: the human summary, JSON, JUnit and failure bundles.
 //! * [`bench`]: `conformance bench`, the black-box load generator.
 //! * [`coverage`]: the requirement tables and `--coverage`.
+//! * [`verify`]: `conformance verify-copy`, byte-for-byte comparison of a mailbox and its copy.
 //! * [`embedded`]: the reference servers started in-process when no `--target` is given.
+//! * [`stress`]: `conformance stress`, random concurrent workloads checked against the model.
 
 pub mod bench;
 pub mod cli;
@@ -21,4 +23,6 @@ pub mod embedded;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod stress;
+pub mod verify;
 pub mod wire;

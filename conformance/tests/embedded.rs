@@ -64,6 +64,11 @@ const FULL_CORPUS: (usize, usize) = (72, 50);
 /// only the final state as strict; Cyrus collapses intermediate states too.
 const PERMITTED_BY_RFC: &[&str] = &["mupdate:CoalesceStream"];
 
+/// Faults only concurrency shows: `conformance stress` must find them (tests/stress.rs); the
+/// corpus's race cases may catch them too (today `mupdate/reserve-race` does), but none has to.
+/// `ReserveRace`: two RESERVEs of one free name inside a 100 ms window both get OK.
+const CAUGHT_ONLY_BY_STRESS: &[&str] = &["mupdate:ReserveRace"];
+
 /// One mutant: its name (`mupdate:Fault` / `imap:Fault`) and the fault sets of the two servers.
 type Mutant = (
     String,
@@ -241,6 +246,8 @@ async fn every_server_fault_is_caught_by_some_case() {
         let blind: Vec<&String> = survivors
             .iter()
             .filter(|s| !PERMITTED_BY_RFC.contains(&s.as_str()))
+            .filter(|s| !CAUGHT_ONLY_BY_STRESS.contains(&s.as_str()))
+            .filter(|s| !CAUGHT_ONLY_BY_STRESS.contains(&s.as_str()))
             .collect();
         assert!(blind.is_empty(), "faults no case detects: {blind:?}");
     }

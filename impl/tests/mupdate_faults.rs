@@ -113,6 +113,17 @@ async fn script(fault: Fault, s: &TestServer) -> Vec<String> {
             c.cmd("A", "ACTIVATE \"x\" \"zh!p\" \"a\"").await;
             c.cmd("L", "LIST \"h\"").await
         }
+        Fault::ReserveRace => {
+            // Two RESERVEs of one free name on two connections at once (the racy check waits
+            // 100 ms before committing), then a sequential one, which stays correct.
+            let mut c2 = Client::admin(s.addr).await;
+            c.send("R RESERVE \"x\" \"h1\"\r\n").await;
+            c2.send("R RESERVE \"x\" \"h2\"\r\n").await;
+            let mut out = vec![c.line().await, c2.line().await];
+            out.sort();
+            out.extend(c.cmd("S", "RESERVE \"x\" \"h3\"").await);
+            out
+        }
     }
 }
 
@@ -229,6 +240,18 @@ async fn each_fault_shows() {
             Fault::StarttlsAfterAuth => (
                 &["S NO \"STARTTLS not allowed after authentication\""],
                 &["S OK \"Begin TLS negotiation now\""],
+            ),
+            Fault::ReserveRace => (
+                &[
+                    "R NO \"mailbox already exists\"",
+                    "R OK \"done\"",
+                    "S NO \"mailbox already exists\"",
+                ],
+                &[
+                    "R OK \"done\"",
+                    "R OK \"done\"",
+                    "S NO \"mailbox already exists\"",
+                ],
             ),
         };
         assert!(ok(&g, good_want), "{fault}: correct server {g:?}");

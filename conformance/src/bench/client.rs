@@ -54,7 +54,8 @@ pub fn third_string(line: &[u8]) -> Option<Vec<u8>> {
         .and_then(|t| t.token.string_value().map(<[u8]>::to_vec))
 }
 
-fn status_of(word: &str) -> Option<Status> {
+/// The status a (upper-case) word names, if any.
+pub fn status_of(word: &str) -> Option<Status> {
     match word {
         "OK" => Some(Status::Ok),
         "NO" => Some(Status::No),
@@ -129,6 +130,20 @@ impl Client {
                 return Ok((s, lines));
             }
             lines.push(line);
+        }
+    }
+
+    /// Read lines until `tag`'s status and return it with the status line itself (the lines
+    /// before it are dropped).
+    pub async fn wait_status_line(&mut self, tag: &str) -> Result<(Status, Vec<u8>), BenchError> {
+        loop {
+            let line = self.line().await?;
+            let (t, word) = head(&line.bytes);
+            if t == tag.as_bytes()
+                && let Some(s) = status_of(&word)
+            {
+                return Ok((s, line.bytes));
+            }
         }
     }
 

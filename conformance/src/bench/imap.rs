@@ -40,6 +40,16 @@ pub async fn append(
     msgs: &[Arc<Vec<u8>>],
     literal_plus: bool,
 ) -> Result<Status, BenchError> {
+    Ok(append_reply(c, mailbox, msgs, literal_plus).await?.0)
+}
+
+/// Like [`append`], also returning the tagged status line (for its `[APPENDUID ...]` code).
+pub async fn append_reply(
+    c: &mut Client,
+    mailbox: &str,
+    msgs: &[Arc<Vec<u8>>],
+    literal_plus: bool,
+) -> Result<(Status, Vec<u8>), BenchError> {
     let tag = c.next_tag();
     let mut buf: Vec<u8> = format!("{tag} APPEND {}", quote(mailbox)).into_bytes();
     for m in msgs {
@@ -55,7 +65,8 @@ pub async fn append(
                 }
                 let (t, word) = head(&line.bytes);
                 if t == tag.as_bytes() && matches!(word.as_str(), "NO" | "BAD" | "OK") {
-                    return Ok(if word == "OK" { Status::Ok } else { Status::No });
+                    let s = if word == "OK" { Status::Ok } else { Status::No };
+                    return Ok((s, line.bytes));
                 }
             }
         }
@@ -75,7 +86,7 @@ pub async fn append(
     }
     buf.extend_from_slice(b"\r\n");
     c.send(&buf).await?;
-    Ok(c.wait(&tag).await?.0)
+    c.wait_status_line(&tag).await
 }
 
 struct Phase {

@@ -192,11 +192,7 @@ impl Spec {
             (None, None) => Some(DEFAULT_DURATION),
             (d, _) => d,
         };
-        Budget {
-            deadline: duration.map(|d| Instant::now() + d),
-            ops: self.ops,
-            taken: AtomicU64::new(0),
-        }
+        Budget::new(duration, self.ops)
     }
 }
 
@@ -209,6 +205,16 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// A budget ending at `duration` from now and/or after `ops` operations (whichever comes
+    /// first; `None` does not bound).
+    pub fn new(duration: Option<Duration>, ops: Option<u64>) -> Budget {
+        Budget {
+            deadline: duration.map(|d| Instant::now() + d),
+            ops,
+            taken: AtomicU64::new(0),
+        }
+    }
+
     /// Claim one more operation; false once the phase is over.
     pub fn take(&self) -> bool {
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -358,6 +364,17 @@ pub fn check_loopback(addr: &str) -> Result<(), BenchError> {
     }
 }
 
+/// The credentials for a loopback `--target` of a load-generating subcommand (`bench`,
+/// `stress`): refuses a non-loopback target and a missing `--user`.
+pub fn loopback_login(o: &Options, addr: &str) -> Result<(String, String), BenchError> {
+    check_loopback(addr)?;
+    let user = o
+        .user
+        .clone()
+        .ok_or_else(|| BenchError::Usage("--target needs --user and --password".into()))?;
+    Ok((user, o.password.clone().unwrap_or_default()))
+}
+
 /// Run one workload against `spec.addr`.
 pub async fn execute(
     spec: &Spec,
@@ -449,15 +466,14 @@ pub async fn main(o: &Options, b: &BenchArgs) -> i32 {
     let progress = progress::Progress::new(std::io::stderr().is_terminal());
     let (result, pid) = match &o.target {
         Some(addr) => {
-            if let Err(e) = check_loopback(addr) {
-                eprintln!("conformance bench: {e}");
-                return EXIT_USAGE;
-            }
-            let Some(user) = o.user.clone() else {
-                eprintln!("conformance bench: --target needs --user and --password");
-                return EXIT_USAGE;
+            let (user, password) = match loopback_login(o, addr) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("conformance bench: {e}");
+                    return EXIT_USAGE;
+                }
             };
-            let spec = spec_from(o, b, addr, &user, o.password.as_deref().unwrap_or_default());
+            let spec = spec_from(o, b, addr, &user, &password);
             let before = b.server_pid.map(read_rss);
             let r = execute(&spec, &progress).await;
             (r, b.server_pid.zip(before))
@@ -517,8 +533,9 @@ pub async fn main(o: &Options, b: &BenchArgs) -> i32 {
     if r.ok { EXIT_OK } else { EXIT_FAIL }
 }
 
-fn write_json(path: &Path, r: &BenchResult) -> std::io::Result<()> {
-    let text = serde_json::to_string_pretty(r).map_err(std::io::Error::other)?;
+/// Write `value` as pretty JSON and a final newline (`--json` of `bench` and `stress`).
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
     std::fs::write(path, text + "\n")
 }
 

@@ -140,7 +140,8 @@ fn normalized(line: &Line) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn parse_record(tokens: &[Spanned]) -> Option<Record> {
+/// A MUPDATE `tag MAILBOX name location acl` or `tag RESERVE name location` line as a record.
+pub(crate) fn parse_record(tokens: &[Spanned]) -> Option<Record> {
     let s = |i: usize| {
         tokens
             .get(i)

@@ -8,6 +8,17 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
+
+use murder_model::mailbox_db::is_valid_name;
+use murder_model::{Change, Command, MailboxEntry, Record, Reply};
+
+use crate::store::{MupdateStore, StoreError};
+
+/// How long the [`Fault::ReserveRace`] mutant waits between finding a name free and committing
+/// its reservation: the window in which a concurrent RESERVE of the same name also finds it
+/// free. Long against a loopback round trip, so a concurrent workload hits it practically always.
+pub const RESERVE_RACE_WINDOW: Duration = Duration::from_millis(100);
 
 /// One deliberate bug.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -40,6 +51,11 @@ pub enum Fault {
     DropStreamDeletes,
     /// UPDATE is answered NO.
     UpdateRefused,
+    /// RESERVE checks that the name is free, waits [`RESERVE_RACE_WINDOW`], then commits the
+    /// reservation unconditionally: two concurrent RESERVEs of one free name can both get OK
+    /// (sequential RESERVEs stay correct). Only concurrent clients can see it (`conformance
+    /// stress`, race scenarios).
+    ReserveRace,
     // --- Mutants added by the `mutants` task (issues 5 and 9). ---
     /// Mailbox names are folded to lower case, so names differing only in case collide
     /// (RFC 3656 4: names are opaque octet strings).
@@ -76,7 +92,7 @@ pub enum Fault {
 
 impl Fault {
     /// Every fault switch.
-    pub const ALL: [Fault; 26] = [
+    pub const ALL: [Fault; 27] = [
         Fault::ReserveAlwaysOk,
         Fault::DeleteMissingOk,
         Fault::NoNoopBarrier,
@@ -91,6 +107,7 @@ impl Fault {
         Fault::DeactivateMissingOk,
         Fault::DropStreamDeletes,
         Fault::UpdateRefused,
+        Fault::ReserveRace,
         Fault::NamesCaseInsensitive,
         Fault::DeactivateDeletes,
         Fault::ActivateKeepsAcl,
@@ -122,6 +139,7 @@ impl Fault {
             Fault::DeactivateMissingOk => "deactivate-missing-ok",
             Fault::DropStreamDeletes => "drop-stream-deletes",
             Fault::UpdateRefused => "update-refused",
+            Fault::ReserveRace => "reserve-race",
             Fault::NamesCaseInsensitive => "names-case-insensitive",
             Fault::DeactivateDeletes => "deactivate-deletes",
             Fault::ActivateKeepsAcl => "activate-keeps-acl",
@@ -179,6 +197,35 @@ impl FromIterator<Fault> for Faults {
     fn from_iter<I: IntoIterator<Item = Fault>>(iter: I) -> Self {
         Faults(iter.into_iter().collect())
     }
+}
+
+/// The [`Fault::ReserveRace`] mutant's RESERVE: check the committed snapshot, await
+/// [`RESERVE_RACE_WINDOW`], then write the reservation as an unconditional upsert (the store's
+/// replication path), instead of letting the store's writer check and commit atomically. Any
+/// other command, and a RESERVE of a taken or invalid name, goes through
+/// [`MupdateStore::execute`] unchanged.
+pub(crate) async fn racy_reserve(
+    store: &MupdateStore,
+    command: Command,
+) -> Result<Reply, StoreError> {
+    let Command::Reserve { name, location } = &command else {
+        return store.execute(command).await;
+    };
+    if !is_valid_name(name) || store.snapshot().get(name).is_some() {
+        return store.execute(command).await;
+    }
+    tokio::time::sleep(RESERVE_RACE_WINDOW).await;
+    let record = Record {
+        name: name.clone(),
+        entry: MailboxEntry::Reserved {
+            location: location.clone(),
+        },
+    };
+    store.apply_replicated(Change::Upsert(record)).await?;
+    Ok(Reply {
+        data: Vec::new(),
+        result: Ok(()),
+    })
 }
 
 #[cfg(test)]

@@ -428,13 +428,7 @@ impl Connection {
                 self.decoder.refuse_literal();
             }
             Action::Execute { tag, command } => {
-                let command = keep_old_acl(self.shared.clone(), command).await;
-                let result = self
-                    .shared
-                    .store
-                    .execute(list_query(&self.shared, &command))
-                    .await;
-                let result = list_substring(&self.shared, &command, result);
+                let result = self.execute(command.clone()).await;
                 self.reply(&tag, &command, result);
             }
             Action::Authenticate {
@@ -512,14 +506,7 @@ impl Connection {
     /// Hand a pipelined write to the store now (it joins the group commit queue in pipeline
     /// order); its response is written by [`Connection::finish_in_flight`].
     fn submit(&mut self, tag: Vec<u8>, command: Command) {
-        let store = self.shared.store.clone();
-        let cmd = command.clone();
-        let mut future: InFlightFuture = if self.shared.policy.faults.has(Fault::ActivateKeepsAcl) {
-            let shared = self.shared.clone();
-            Box::pin(async move { store.execute(keep_old_acl(shared, cmd).await).await })
-        } else {
-            Box::pin(async move { store.execute(cmd).await })
-        };
+        let mut future = self.execute(command.clone());
         // One poll enqueues the write (the store's queue is FIFO even when full).
         let mut cx = Context::from_waker(Waker::noop());
         let state = match future.as_mut().poll(&mut cx) {
@@ -531,6 +518,29 @@ impl Connection {
             command,
             state,
         });
+    }
+
+    /// The store call for `command` (through the `ReserveRace` fault's racy RESERVE when that
+    /// test-only fault is on).
+    fn execute(&self, command: Command) -> InFlightFuture {
+        let store = self.shared.store.clone();
+        if self.shared.policy.faults.has(Fault::ReserveRace) {
+            return Box::pin(async move { super::faults::racy_reserve(&store, command).await });
+        }
+        if self.shared.policy.faults.has(Fault::ActivateKeepsAcl) {
+            let shared = self.shared.clone();
+            return Box::pin(
+                async move { store.execute(keep_old_acl(shared, command).await).await },
+            );
+        }
+        if self.shared.policy.faults.has(Fault::ListPrefixSubstring) {
+            let shared = self.shared.clone();
+            return Box::pin(async move {
+                let result = store.execute(list_query(&shared, &command)).await;
+                list_substring(&shared, &command, result)
+            });
+        }
+        Box::pin(async move { store.execute(command).await })
     }
 
     /// Wait for every submitted write, in order, and append their responses.
