@@ -87,13 +87,7 @@ impl Session {
         let gssapi = self.shared.gssapi.as_ref();
         let mut policy = AuthzPolicy::default();
         if self.shared.faults.has(Fault::PlainAuthzidUnchecked) {
-            policy.admins = self
-                .shared
-                .users
-                .user_names()
-                .into_iter()
-                .map(String::from)
-                .collect();
+            policy = AuthzPolicy::anyone_as_anyone(&self.shared.users);
         }
         let Some(mut sasl) = Exchange::for_mechanism(mechanism, &self.shared.users, policy, gssapi)
         else {

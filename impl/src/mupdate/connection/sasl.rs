@@ -47,13 +47,7 @@ impl Connection {
             admins: self.shared.policy.admins.clone(),
         };
         if self.shared.policy.faults.has(Fault::PlainAuthzidUnchecked) {
-            policy.admins = self
-                .shared
-                .users
-                .user_names()
-                .into_iter()
-                .map(String::from)
-                .collect();
+            policy = AuthzPolicy::anyone_as_anyone(&self.shared.users);
         }
         let server = Exchange::for_mechanism(
             mechanism,
