@@ -19,7 +19,10 @@ async fn script(fault: Fault, s: &TestServer) -> Vec<String> {
         }
         Fault::DeleteMissingOk => c.cmd("E", "DELETE \"nope\"").await,
         Fault::DeactivateMissingOk => c.cmd("D", "DEACTIVATE \"nope\" \"h\"").await,
-        Fault::NoNoopBarrier | Fault::CoalesceStream | Fault::DropStreamDeletes => {
+        Fault::NoNoopBarrier
+        | Fault::CoalesceStream
+        | Fault::DropStreamDeletes
+        | Fault::ReserveNotStreamed => {
             let mut sub = Client::admin(s.addr).await;
             sub.cmd("U", "UPDATE").await;
             c.cmd("R", "RESERVE \"x\" \"h\"").await;
@@ -229,6 +232,14 @@ async fn each_fault_shows() {
                 &["N OK \"NOOP complete\""],
             ),
             Fault::PlainAuthzidUnchecked => (&["R NO \"Please login first\""], &["R OK \"done\""]),
+            Fault::ReserveNotStreamed => (
+                &[
+                    "U RESERVE \"x\" \"h\"",
+                    "U DELETE \"x\"",
+                    "N OK \"NOOP complete\"",
+                ],
+                &["U DELETE \"x\"", "N OK \"NOOP complete\""],
+            ),
             Fault::UpdateOkBeforeDump => (
                 &["U RESERVE \"x\" \"h\"", "U OK \"streaming starts\""],
                 &["U OK \"streaming starts\"", "U RESERVE \"x\" \"h\""],

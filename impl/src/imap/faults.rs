@@ -76,11 +76,14 @@ pub enum Fault {
     /// command, not before the APPEND's OK (RFC 3502 6.3.11: "SHOULD notify the client
     /// immediately").
     ExistsAfterAppendOk,
+    /// The zone of an APPEND date-time is dropped: its wall-clock time is stored as +0000, a
+    /// different instant (RFC 3502 6.3.11: the internal date SHOULD be set to the date-time).
+    DateZoneIgnored,
 }
 
 impl Fault {
     /// Every fault, for `--help` and tests.
-    pub const ALL: [Fault; 25] = [
+    pub const ALL: [Fault; 26] = [
         Fault::AppendNotAtomic,
         Fault::AppendUidOffByOne,
         Fault::NoTryCreate,
@@ -106,6 +109,7 @@ impl Fault {
         Fault::PlainAuthzidUnchecked,
         Fault::RefusedSyncLiteralSkipped,
         Fault::ExistsAfterAppendOk,
+        Fault::DateZoneIgnored,
     ];
 }
 

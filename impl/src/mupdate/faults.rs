@@ -88,11 +88,14 @@ pub enum Fault {
     /// UPDATE answers OK first and sends the initial dump after it (RFC 3656 4.11: the current
     /// records, then the OK that starts the stream).
     UpdateOkBeforeDump,
+    /// New reservations are not sent to UPDATE streams, only MAILBOX and DELETE changes
+    /// (RFC 3656 4.11: every change, and a slave must know reserved names, 4.9).
+    ReserveNotStreamed,
 }
 
 impl Fault {
     /// Every fault switch.
-    pub const ALL: [Fault; 27] = [
+    pub const ALL: [Fault; 28] = [
         Fault::ReserveAlwaysOk,
         Fault::DeleteMissingOk,
         Fault::NoNoopBarrier,
@@ -120,6 +123,7 @@ impl Fault {
         Fault::ListPrefixSubstring,
         Fault::PlainAuthzidUnchecked,
         Fault::UpdateOkBeforeDump,
+        Fault::ReserveNotStreamed,
     ];
 
     /// The kebab-case name used on the command line.
@@ -152,6 +156,7 @@ impl Fault {
             Fault::ListPrefixSubstring => "list-prefix-substring",
             Fault::PlainAuthzidUnchecked => "plain-authzid-unchecked",
             Fault::UpdateOkBeforeDump => "update-ok-before-dump",
+            Fault::ReserveNotStreamed => "reserve-not-streamed",
         }
     }
 }

@@ -440,6 +440,12 @@ impl Session {
             {
                 return out;
             }
+            if self.policy.faults.has(Fault::ReserveNotStreamed)
+                && let Change::Upsert(r) = change
+                && matches!(r.entry, MailboxEntry::Reserved { .. })
+            {
+                return out;
+            }
             if self.policy.faults.has(Fault::StreamDropsAcl)
                 && let Change::Upsert(r) = change
                 && let MailboxEntry::Active { location, .. } = &r.entry

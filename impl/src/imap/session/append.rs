@@ -176,6 +176,10 @@ impl Session {
                             {
                                 InternalDate::now()
                             }
+                            Some(d) if faults.has(Fault::DateZoneIgnored) => InternalDate {
+                                unix: d.unix + i64::from(d.zone_minutes) * 60,
+                                zone_minutes: 0,
+                            },
                             Some(d) => d,
                             None => InternalDate::now(),
                         };
