@@ -273,9 +273,17 @@ impl MailboxDb {
 
     /// LIST: records whose location starts with `prefix` (all when `None`), in [`cyrus_order`].
     pub fn list(&self, prefix: Option<&[u8]>) -> Vec<Record> {
+        self.list_records(prefix).collect()
+    }
+
+    /// [`list`](Self::list) as an iterator, for servers that stream a large answer instead of
+    /// collecting it.
+    pub fn list_records<'a>(
+        &'a self,
+        prefix: Option<&'a [u8]>,
+    ) -> impl Iterator<Item = Record> + 'a {
         self.records()
-            .filter(|r| prefix.is_none_or(|p| r.entry.location().starts_with(p)))
-            .collect()
+            .filter(move |r| prefix.is_none_or(|p| r.entry.location().starts_with(p)))
     }
 
     /// Apply a command: the reply the server must give, and the change every UPDATE stream must

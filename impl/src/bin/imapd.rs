@@ -68,6 +68,10 @@ struct Args {
     /// Maximum simultaneous connections.
     #[arg(long, default_value_t = murder_server::net::listener::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// Most simultaneous connections from one IP address, 127.0.0.1 and ::1 exempt (0: no
+    /// limit).
+    #[arg(long, default_value_t = murder_server::net::listener::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    max_connections_per_ip: usize,
     /// Largest APPEND message literal in octets.
     #[arg(long)]
     max_message_size: Option<u64>,
@@ -136,6 +140,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     config.limits.idle_timeout = Duration::from_secs(args.idle_timeout_secs);
     config.limits.max_connections = args.max_connections;
+    config.limits.max_connections_per_ip = args.max_connections_per_ip;
     config.limits.max_auth_failures = args.max_auth_failures;
     if let Some(m) = args.max_message_size {
         config.limits.max_message_size = m;

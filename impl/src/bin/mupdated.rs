@@ -116,6 +116,11 @@ struct Cli {
     /// Most simultaneous connections; more get `* BYE` and are closed.
     #[arg(long, default_value_t = Limits::default().max_connections)]
     max_connections: usize,
+    /// Most simultaneous connections from one IP address, 127.0.0.1 and ::1 exempt (0: no
+    /// limit); more
+    /// get `* BYE` and are closed.
+    #[arg(long, default_value_t = Limits::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
     /// Idle timeout in seconds (>= 900, RFC 3656 2).
     #[arg(long, default_value_t = Limits::default().idle_timeout.as_secs())]
     idle_timeout: u64,
@@ -136,10 +141,11 @@ struct Cli {
     #[arg(long, default_value_t = Limits::default().max_batch)]
     max_batch: usize,
     /// Slave: first reconnection delay in milliseconds (doubles up to --backoff-max-ms).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = Backoff::default().initial.as_millis() as u64)]
     backoff_initial_ms: u64,
-    /// Slave: largest reconnection delay in milliseconds.
-    #[arg(long, default_value_t = 5000)]
+    /// Slave: largest reconnection delay in milliseconds (bounds how late a slave notices
+    /// that its master is back).
+    #[arg(long, default_value_t = Backoff::default().max.as_millis() as u64)]
     backoff_max_ms: u64,
     /// Deliberate protocol bug (test builds only, cargo feature `faults`). Repeatable.
     #[cfg(feature = "faults")]
@@ -215,6 +221,7 @@ async fn run(cli: Cli) -> Result<()> {
         max_tag: cli.max_tag,
         max_args: cli.max_args,
         max_connections: cli.max_connections,
+        max_connections_per_ip: cli.max_connections_per_ip,
         idle_timeout: Duration::from_secs(cli.idle_timeout),
         auth_failure_delay: Duration::from_millis(cli.auth_failure_delay_ms),
         max_auth_failures: cli.max_auth_failures,

@@ -70,6 +70,9 @@ pub struct Limits {
     /// Simultaneous connections; further ones get `* BYE` at once. Default 1024 (the shared
     /// listener's default).
     pub max_connections: usize,
+    /// Simultaneous connections from one IP address; further ones get `* BYE` at once.
+    /// Default 64 (the shared listener's default), 0 = no limit; peers at 127.0.0.1 and ::1 are exempt.
+    pub max_connections_per_ip: usize,
     /// A connection with no input for this long is closed with `* BYE` (RFC 3501 5.4: at
     /// least 30 minutes). Default 30 min.
     pub idle_timeout: Duration,
@@ -90,6 +93,7 @@ impl Default for Limits {
             max_message_size: (1 << 30) + (64 << 20),
             max_messages_per_append: 100_000,
             max_connections: crate::net::listener::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: crate::net::listener::DEFAULT_MAX_CONNECTIONS_PER_IP,
             idle_timeout: Duration::from_secs(30 * 60),
             read_chunk: 64 * 1024,
             max_auth_failures: 3,

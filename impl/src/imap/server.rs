@@ -35,6 +35,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ImapError> {
         .map_err(ImapError::Listen)?;
     let listener_config = ListenerConfig {
         max_connections: config.limits.max_connections,
+        max_connections_per_ip: config.limits.max_connections_per_ip,
         ..ListenerConfig::default()
     };
     serve_with_shutdown(

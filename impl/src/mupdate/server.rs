@@ -263,6 +263,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, MupdateError> {
         path: config.data_dir.clone(),
         max_batch: config.limits.max_batch,
         subscriber_buffer: config.limits.subscriber_buffer,
+        ..StoreConfig::new(config.data_dir.clone())
     };
     let store = match config.store_faults.clone() {
         Some(fault) => MupdateStore::open_with_faults(store_config, fault).await?,
@@ -296,6 +297,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, MupdateError> {
     };
     let listener_config = ListenerConfig {
         max_connections: config.limits.max_connections,
+        max_connections_per_ip: config.limits.max_connections_per_ip,
         ..ListenerConfig::default()
     };
     let shared = Arc::new(Shared {

@@ -412,22 +412,48 @@ impl Session {
 
     /// UPDATE's initial dump (RFC 3656 4.11): the records, then the OK that starts streaming.
     pub fn update_dump(&self, tag: &[u8], records: &[murder_model::Record]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let ok_first = self.policy.faults.has(Fault::UpdateOkBeforeDump);
-        if ok_first {
-            response::status(&mut out, Tag::Tagged(tag), Status::Ok, "streaming starts");
-        }
+        let mut out = self.update_opening(tag);
         for r in records {
-            if self.policy.faults.has(Fault::UpdateDumpOmitsReserved)
-                && matches!(r.entry, MailboxEntry::Reserved { .. })
-            {
-                continue;
-            }
-            response::record(&mut out, self.data_tag(tag), r);
+            self.dump_record(&mut out, tag, r);
         }
-        if !ok_first {
+        out.extend(self.update_started(tag));
+        out
+    }
+
+    /// What UPDATE sends before its initial dump: nothing (the `UpdateOkBeforeDump` fault
+    /// sends the OK here instead of after the dump).
+    pub fn update_opening(&self, tag: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.policy.faults.has(Fault::UpdateOkBeforeDump) {
             response::status(&mut out, Tag::Tagged(tag), Status::Ok, "streaming starts");
         }
+        out
+    }
+
+    /// One record of UPDATE's initial dump (the `UpdateDumpOmitsReserved` fault skips
+    /// reservations).
+    pub fn dump_record(&self, out: &mut Vec<u8>, tag: &[u8], record: &murder_model::Record) {
+        if self.policy.faults.has(Fault::UpdateDumpOmitsReserved)
+            && matches!(record.entry, MailboxEntry::Reserved { .. })
+        {
+            return;
+        }
+        self.data_record(out, tag, record);
+    }
+
+    /// One data line of a LIST answer or of UPDATE's initial dump, appended to `out` (for
+    /// servers that format a large answer straight from a snapshot instead of a `Vec<Record>`).
+    pub fn data_record(&self, out: &mut Vec<u8>, tag: &[u8], record: &murder_model::Record) {
+        response::record(out, self.data_tag(tag), record);
+    }
+
+    /// The OK that ends UPDATE's initial dump and starts streaming.
+    pub fn update_started(&self, tag: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.policy.faults.has(Fault::UpdateOkBeforeDump) {
+            return out;
+        }
+        response::status(&mut out, Tag::Tagged(tag), Status::Ok, "streaming starts");
         out
     }
 

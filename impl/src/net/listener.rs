@@ -3,14 +3,17 @@
 //!
 //! A connection over [`ListenerConfig::max_connections`] is not served: it goes to the `refuse`
 //! hook (which typically writes `* BYE too many connections` and closes, see
-//! [`write_and_close`]). On [`ServerHandle::shutdown`] the listener is closed at once, sessions
+//! [`write_and_close`]). So does a connection from an address that already has
+//! [`ListenerConfig::max_connections_per_ip`] connections being served (127.0.0.1 and ::1
+//! exempt by default, see [`ListenerConfig::per_ip_exempt_localhost`]). On [`ServerHandle::shutdown`] the listener is closed at once, sessions
 //! are told through their [`ShutdownSignal`], and sessions still running after
 //! [`ListenerConfig::shutdown_grace`] are aborted (dropping their sockets).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,6 +27,20 @@ use tracing::Instrument;
 pub struct ListenerConfig {
     /// Connections served at once; one more goes to the refuse hook. Default 1024.
     pub max_connections: usize,
+    /// Connections served at once from one IP address; one more from that address goes to the
+    /// refuse hook, so a single host cannot take every slot of [`max_connections`]. Default 64
+    /// ([`DEFAULT_MAX_CONNECTIONS_PER_IP`]): far above what one IMAP frontend or backend opens
+    /// to a MUPDATE master or one user's clients open to a backend. 0 turns the limit off.
+    ///
+    /// [`max_connections`]: ListenerConfig::max_connections
+    pub max_connections_per_ip: usize,
+    /// Whether peers at 127.0.0.1 and ::1 are exempt from
+    /// [`max_connections_per_ip`](ListenerConfig::max_connections_per_ip). Default true: those
+    /// are the host's own services, the conformance runner's parallel jobs and the benchmark's
+    /// hundred UPDATE streams, which legitimately open many connections from the default
+    /// loopback address; they are still bounded by `max_connections`. Other loopback addresses
+    /// (127.0.0.2, ...) are counted like any remote address.
+    pub per_ip_exempt_localhost: bool,
     /// How long [`ServerHandle::shutdown`] waits for sessions to end after signalling them,
     /// before aborting them. Default 2 s.
     pub shutdown_grace: Duration,
@@ -43,6 +60,8 @@ pub struct ListenerConfig {
 
 /// Default of [`ListenerConfig::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default of [`ListenerConfig::max_connections_per_ip`].
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
 /// Default of [`ListenerConfig::shutdown_grace`].
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Default of [`ListenerConfig::refuse_timeout`].
@@ -59,6 +78,8 @@ impl Default for ListenerConfig {
     fn default() -> Self {
         ListenerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            per_ip_exempt_localhost: true,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             refuse_timeout: DEFAULT_REFUSE_TIMEOUT,
             max_pending_refusals: DEFAULT_MAX_PENDING_REFUSALS,
@@ -187,6 +208,7 @@ where
         config,
         permits: permits.clone(),
         signal: ShutdownSignal { rx: shutdown_rx },
+        per_ip: PerIp::default(),
         tasks: JoinSet::new(),
         next_id: 0,
     };
@@ -213,6 +235,8 @@ struct AcceptLoop {
     /// Bounds the refuse hooks running at once.
     refusals: Arc<Semaphore>,
     signal: ShutdownSignal,
+    /// Connections being served per peer address.
+    per_ip: PerIp,
     /// Connection and refuse tasks, so shutdown can wait for and abort them.
     tasks: JoinSet<()>,
     next_id: u64,
@@ -286,20 +310,42 @@ impl AcceptLoop {
         {
             tracing::debug!(parent: &span, error = %e, "cannot set TCP_NODELAY");
         }
-        match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => {
+        // An IPv4 client on a dual-stack socket is `::ffff:a.b.c.d`: count it as `a.b.c.d`.
+        let ip = peer.ip().to_canonical();
+        let localhost =
+            ip == IpAddr::from(Ipv4Addr::LOCALHOST) || ip == IpAddr::from(Ipv6Addr::LOCALHOST);
+        let limited = self.config.max_connections_per_ip > 0
+            && !(self.config.per_ip_exempt_localhost && localhost);
+        let ip_slot = if limited {
+            self.per_ip
+                .try_acquire(ip, self.config.max_connections_per_ip)
+        } else {
+            Some(None)
+        };
+        let permit = match ip_slot {
+            Some(slot) => self
+                .permits
+                .clone()
+                .try_acquire_owned()
+                .map(|permit| (permit, slot))
+                .map_err(|_| "connection refused: limit reached"),
+            None => Err("connection refused: per-address limit reached"),
+        };
+        match permit {
+            Ok((permit, ip_slot)) => {
                 let session = handler(stream, peer, self.signal.clone());
                 self.tasks.spawn(
                     async move {
                         tracing::info!("connection opened");
                         session.await;
                         drop(permit);
+                        drop(ip_slot);
                         tracing::info!("connection closed");
                     }
                     .instrument(span),
                 );
             }
-            Err(_) => {
+            Err(why) => {
                 let Ok(refusing) = self.refusals.clone().try_acquire_owned() else {
                     tracing::warn!(parent: &span, "connection dropped: limit reached and too many refusals pending");
                     return;
@@ -307,9 +353,14 @@ impl AcceptLoop {
                 let refusal = refuse(stream);
                 let limit = self.config.refuse_timeout;
                 let max = self.config.max_connections;
+                let per_ip = self.config.max_connections_per_ip;
                 self.tasks.spawn(
                     async move {
-                        tracing::warn!(max_connections = max, "connection refused: limit reached");
+                        tracing::warn!(
+                            max_connections = max,
+                            max_connections_per_ip = per_ip,
+                            "{why}"
+                        );
                         if tokio::time::timeout(limit, refusal).await.is_err() {
                             tracing::info!("refusal timed out");
                         }
@@ -317,6 +368,48 @@ impl AcceptLoop {
                     }
                     .instrument(span),
                 );
+            }
+        }
+    }
+}
+
+/// Connections being served per peer IP address (only addresses under the per-IP limit).
+#[derive(Debug, Default, Clone)]
+struct PerIp {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl PerIp {
+    /// A slot for one more connection from `ip` if it has fewer than `max`: `Some(Some(slot))`,
+    /// released when the slot is dropped; `None` when `ip` is at its limit.
+    fn try_acquire(&self, ip: IpAddr, max: usize) -> Option<Option<IpSlot>> {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(Some(IpSlot {
+            ip,
+            counts: Arc::clone(&self.counts),
+        }))
+    }
+}
+
+/// One served connection counted against its address; dropping it frees the count.
+#[derive(Debug)]
+struct IpSlot {
+    ip: IpAddr,
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.ip);
             }
         }
     }

@@ -14,6 +14,11 @@ pub const DEFAULT_SUBSCRIBER_BUFFER: usize = 65536;
 /// (`QUEUE_BATCHES * max_batch`); further writers wait for room (backpressure, bounded memory).
 pub const QUEUE_BATCHES: usize = 4;
 
+/// Default for [`StoreConfig::cache_size`]: 16 MiB of redb page cache. redb's own default
+/// (1 GiB) keeps every page read at start-up, about 100 bytes per mailbox on top of the
+/// in-memory database; the pages a commit touches stay in the OS page cache anyway.
+pub const DEFAULT_CACHE_SIZE: usize = 16 * 1024 * 1024;
+
 /// Name of the redb file inside [`StoreConfig::path`].
 pub const DB_FILE_NAME: &str = "mupdate.redb";
 
@@ -27,6 +32,8 @@ pub struct StoreConfig {
     /// Changes a subscriber may fall behind before it gets [`Lagged`](super::Lagged).
     /// Default [`DEFAULT_SUBSCRIBER_BUFFER`].
     pub subscriber_buffer: usize,
+    /// Bytes of redb page cache. Default [`DEFAULT_CACHE_SIZE`].
+    pub cache_size: usize,
 }
 
 impl StoreConfig {
@@ -36,6 +43,7 @@ impl StoreConfig {
             path: path.into(),
             max_batch: DEFAULT_MAX_BATCH,
             subscriber_buffer: DEFAULT_SUBSCRIBER_BUFFER,
+            cache_size: DEFAULT_CACHE_SIZE,
         }
     }
 

@@ -14,10 +14,7 @@ use std::path::Path;
 
 use murder_model::{Change, MailboxDb, MailboxEntry, Record};
 use redb::backends::FileBackend;
-use redb::{
-    Builder, Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition,
-};
+use redb::{Builder, Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::StoreError;
 use super::fault::{FaultInjector, FaultyBackend};
@@ -84,10 +81,15 @@ pub fn decode_entry(bytes: &[u8]) -> Result<MailboxEntry, StoreError> {
     }
 }
 
-/// Opens (creating if needed) the redb file and its tables. `fault` wraps the file in a
-/// [`FaultyBackend`] for fault tests.
-pub fn open_database(path: &Path, fault: Option<&FaultInjector>) -> Result<Database, StoreError> {
-    let builder = Builder::new();
+/// Opens (creating if needed) the redb file and its tables with `cache_size` bytes of page
+/// cache. `fault` wraps the file in a [`FaultyBackend`] for fault tests.
+pub fn open_database(
+    path: &Path,
+    fault: Option<&FaultInjector>,
+    cache_size: usize,
+) -> Result<Database, StoreError> {
+    let mut builder = Builder::new();
+    builder.set_cache_size(cache_size);
     let db = match fault {
         None => builder.create(path).map_err(StoreError::storage)?,
         Some(fault) => {
@@ -155,19 +157,23 @@ fn ensure_tables(db: &Database) -> Result<(), StoreError> {
 pub fn load(db: &Database) -> Result<(MailboxDb, u64), StoreError> {
     let txn = db.begin_read().map_err(StoreError::storage)?;
     let table = txn.open_table(RECORDS).map_err(StoreError::storage)?;
-    let capacity = usize::try_from(table.len().map_err(StoreError::storage)?).unwrap_or(0);
-    let mut records = Vec::with_capacity(capacity);
-    for item in table.iter().map_err(StoreError::storage)? {
-        let (name, entry) = item.map_err(StoreError::storage)?;
-        records.push(Record {
-            name: name.value().to_vec(),
-            entry: decode_entry(entry.value())?,
-        });
-    }
+    // Straight into the database, without a `Vec<Record>` of everything first (that would
+    // double the peak memory of a start-up).
+    let state = table
+        .iter()
+        .map_err(StoreError::storage)?
+        .map(|item| {
+            let (name, entry) = item.map_err(StoreError::storage)?;
+            Ok(Record {
+                name: name.value().to_vec(),
+                entry: decode_entry(entry.value())?,
+            })
+        })
+        .collect::<Result<MailboxDb, StoreError>>()?;
     drop(table);
     drop(txn);
     let seq = load_seq(db)?;
-    Ok((records.into_iter().collect(), seq))
+    Ok((state, seq))
 }
 
 /// Reads only the last committed sequence number.

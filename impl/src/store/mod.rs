@@ -24,7 +24,8 @@
 //!   rate. Start-up with 1,000,000 records: ~0.55-0.9 s after a clean close, ~0.8-1.7 s after
 //!   SIGKILL (redb repair + load).
 //! * **Group commit** (module `writer`): one writer thread drains a bounded queue, applies up to
-//!   [`StoreConfig::max_batch`](crate::store::StoreConfig::max_batch) operations in memory, writes
+//!   [`StoreConfig::max_batch`](crate::store::StoreConfig::max_batch) operations to a scratch
+//!   copy of just the records they name (the database itself exists once in memory), writes
 //!   all their changes in one write transaction and commits once, then answers every waiter. A
 //!   reply is sent only after the fsync that covers it. Concurrent clients therefore share fsyncs.
 //! * **Reads** (FIND, LIST, [`MupdateStore::snapshot`](crate::store::MupdateStore::snapshot)) never
@@ -38,7 +39,7 @@
 //!   plus exactly the changes after it.
 //! * **Recovery**: redb recovers the last committed transaction after a crash; the store loads
 //!   every record from it on open.
-//! * **Disk errors**: the failed batch is undone in memory and its writers get a
+//! * **Disk errors**: the failed batch never reached the published state; its writers get a
 //!   [`StoreError`](crate::store::StoreError); reads keep working; the file is reopened before the
 //!   next batch. If the failed commit did reach the file (an fsync that errs after writing), the
 //!   reopen finds it and publishes it as ordinary changes, so memory, file and subscribers never
@@ -85,7 +86,8 @@ use murder_model::{Change, Command, MailboxDb, Record, Reply};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use config::{
-    DB_FILE_NAME, DEFAULT_MAX_BATCH, DEFAULT_SUBSCRIBER_BUFFER, QUEUE_BATCHES, StoreConfig,
+    DB_FILE_NAME, DEFAULT_CACHE_SIZE, DEFAULT_MAX_BATCH, DEFAULT_SUBSCRIBER_BUFFER, QUEUE_BATCHES,
+    StoreConfig,
 };
 pub use error::StoreError;
 pub use fault::{FaultInjector, FaultyBackend};
@@ -184,7 +186,11 @@ impl MupdateStore {
         let started = std::time::Instant::now();
         let (db, state, seq) = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&open_cfg.path).map_err(StoreError::storage)?;
-            let db = disk::open_database(&open_cfg.db_file(), open_fault.as_ref())?;
+            let db = disk::open_database(
+                &open_cfg.db_file(),
+                open_fault.as_ref(),
+                open_cfg.cache_size,
+            )?;
             // redb syncs the file, not the directory entry that makes a new file findable.
             disk::sync_dir(&open_cfg.path)?;
             let (state, seq) = disk::load(&db)?;
@@ -201,7 +207,7 @@ impl MupdateStore {
         );
         let shared = Arc::new(Shared {
             published: RwLock::new(Published {
-                db: Arc::new(state.clone()),
+                db: Arc::new(state),
                 seq,
             }),
             changes,
@@ -211,8 +217,8 @@ impl MupdateStore {
         let writer = writer::Writer {
             db: Some(db),
             db_file: config.db_file(),
+            cache_size: config.cache_size,
             fault,
-            state,
             seq,
             max_batch: config.max_batch,
             shared: Arc::clone(&shared),
@@ -245,9 +251,9 @@ impl MupdateStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// The committed state now: an `Arc` clone, no copy. While a caller holds it, each commit
-    /// copies the database once (in the writer, outside any lock readers take), so drop
-    /// snapshots promptly; [`execute`](Self::execute) answers FIND and LIST for you.
+    /// The committed state now: an `Arc` clone, no copy. The store keeps a single copy of the
+    /// database in memory; while a caller holds a snapshot, each commit copies it once (in the
+    /// writer, outside the lock readers wait for), so drop snapshots promptly; [`execute`](Self::execute) answers FIND and LIST for you.
     pub fn snapshot(&self) -> Arc<MailboxDb> {
         Arc::clone(&self.shared.read_published().db)
     }

@@ -1,20 +1,29 @@
 //! The group-commit writer: one OS thread owns the redb [`Database`], drains the queue of
-//! pending writes, applies a batch of up to `max_batch` of them to its private copy of the
-//! [`MailboxDb`] through the oracle, persists the resulting changes in ONE write transaction
-//! (one fsync), publishes them, and only then answers every waiter of the batch.
+//! pending writes, runs a batch of up to `max_batch` of them through the oracle, persists the
+//! resulting changes in ONE write transaction (one fsync), publishes them, and only then answers
+//! every waiter of the batch.
 //!
 //! It runs on a dedicated thread rather than a tokio task because every commit blocks on fsync.
 //!
-//! Failure handling: if the commit fails, the batch is undone in memory, every waiter gets the
-//! same [`StoreError`], and the database handle is dropped (redb refuses all work after an I/O
-//! error). The next batch reopens the file, reloads it, and if the file turns out to hold a
-//! different state than memory (a commit whose fsync reported an error but landed), the file
-//! wins and the difference is published to subscribers as ordinary changes.
+//! Memory: the database exists once, as the published snapshot readers share. A batch runs on a
+//! *scratch* [`MailboxDb`] holding only the records its operations name (every MUPDATE write
+//! reads and changes only its own name), so nothing readers can see changes before the fsync,
+//! and nothing needs undoing when the commit fails. After the commit the changes are applied to
+//! the published database in place, or, if a reader still holds that snapshot (a LIST or an
+//! UPDATE dump being formatted), to a copy made outside the lock readers wait for.
+//! A resynchronisation (slave) is diffed against the published state and runs as a batch of its
+//! own.
+//!
+//! Failure handling: if the commit fails, every waiter gets the same [`StoreError`], and the
+//! database handle is dropped (redb refuses all work after an I/O error). The next batch reopens
+//! the file, and if the file turns out to hold a different state than memory (a commit whose
+//! fsync reported an error but landed), the file wins and the difference is published to
+//! subscribers as ordinary changes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use murder_model::{Change, Command, MailboxDb, MailboxEntry, Record, Reply};
+use murder_model::{Change, Command, MailboxDb, Record, Reply};
 use redb::Database;
 use tokio::sync::{mpsc, oneshot};
 
@@ -70,29 +79,40 @@ pub(crate) struct Writer {
     pub(crate) db_file: PathBuf,
     /// Fault switches of the file, if opened for a fault test.
     pub(crate) fault: Option<FaultInjector>,
-    /// Committed state; equal to the published snapshot between batches.
-    pub(crate) state: MailboxDb,
+    /// redb page cache size, for reopening.
+    pub(crate) cache_size: usize,
     /// Sequence number of the last committed change.
     pub(crate) seq: u64,
     /// Most operations per batch.
     pub(crate) max_batch: usize,
-    /// What readers and subscribers see.
+    /// What readers and subscribers see, the committed state included.
     pub(crate) shared: Arc<Shared>,
     /// The write queue.
     pub(crate) rx: mpsc::Receiver<Op>,
 }
 
-/// Undo record of one change: the name and its entry before the change.
-type Undo = (Vec<u8>, Option<MailboxEntry>);
-
 impl Writer {
     /// The thread body: batches until closed or every store handle is gone.
     pub(crate) fn run(mut self) {
         let mut batch = Vec::with_capacity(self.max_batch);
-        while let Some(first) = self.rx.blocking_recv() {
+        // A resynchronisation taken from the queue while filling a batch: it starts the next.
+        let mut carry: Option<Op> = None;
+        loop {
+            let first = match carry.take() {
+                Some(op) => op,
+                None => match self.rx.blocking_recv() {
+                    Some(op) => op,
+                    None => break,
+                },
+            };
+            let alone = matches!(first, Op::Resync { .. });
             batch.push(first);
-            while batch.len() < self.max_batch {
+            while !alone && batch.len() < self.max_batch {
                 match self.rx.try_recv() {
+                    Ok(op @ Op::Resync { .. }) => {
+                        carry = Some(op);
+                        break;
+                    }
                     Ok(op) => batch.push(op),
                     Err(_) => break,
                 }
@@ -100,7 +120,8 @@ impl Writer {
             let close_at = batch.iter().position(|op| matches!(op, Op::Close { .. }));
             let rest = close_at.map(|i| batch.split_off(i));
             self.run_batch(std::mem::take(&mut batch));
-            if let Some(rest) = rest {
+            if let Some(mut rest) = rest {
+                rest.extend(carry.take());
                 self.shutdown(rest);
                 return;
             }
@@ -139,7 +160,27 @@ impl Writer {
         }
     }
 
-    /// Applies one batch: oracle in memory, one durable commit, publish, answer.
+    /// The records of every name `batch` reads or writes, from the committed state.
+    fn scratch_for(&self, batch: &[Op]) -> MailboxDb {
+        let published = self.shared.read_published();
+        batch
+            .iter()
+            .filter_map(|op| match op {
+                Op::Command { command, .. } => command.name(),
+                Op::Replicated { change, .. } => Some(change.name()),
+                Op::Resync { .. } | Op::Close { .. } => None,
+            })
+            .filter_map(|name| {
+                published.db.get(name).map(|entry| Record {
+                    name: name.to_vec(),
+                    entry: entry.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Applies one batch: oracle on a scratch copy of the names it touches, one durable
+    /// commit, publish, answer.
     fn run_batch(&mut self, batch: Vec<Op>) {
         if batch.is_empty() {
             return;
@@ -152,38 +193,30 @@ impl Writer {
             }
             return;
         }
-        let mut undo: Vec<Undo> = Vec::new();
+        // Duplicate names collapse in the scratch database (the last record wins; they are
+        // equal, all read from the same committed state).
+        let mut scratch = self.scratch_for(&batch);
         let mut changes: Vec<Change> = Vec::new();
         let mut waiters: Vec<Waiter> = Vec::with_capacity(batch.len());
         for op in batch {
             match op {
                 Op::Command { command, reply } => {
-                    let before = command.name().map(|n| self.state.get(n).cloned());
-                    let (answer, change) = self.state.apply(&command);
-                    if let (Some(change), Some(before)) = (change, before) {
-                        undo.push((change.name().to_vec(), before));
-                        changes.push(change);
-                    }
+                    let (answer, change) = scratch.apply(&command);
+                    changes.extend(change);
                     waiters.push(Waiter::Command(reply, answer));
                 }
                 Op::Replicated { change, reply } => {
-                    let before = self.state.get(change.name()).cloned();
                     // A DELETE of an unknown name changes nothing: nothing to store or forward.
-                    if before.is_some() || matches!(change, Change::Upsert(_)) {
-                        self.state.apply_change(&change);
-                        undo.push((change.name().to_vec(), before));
+                    if scratch.get(change.name()).is_some() || matches!(change, Change::Upsert(_)) {
+                        scratch.apply_change(&change);
                         changes.push(change);
                     }
                     waiters.push(Waiter::Unit(reply));
                 }
                 Op::Resync { records, reply } => {
+                    // Always a batch of its own (see `run`): diff against the committed state.
                     let target: MailboxDb = records.into_iter().collect();
-                    for change in diff(&self.state, &target) {
-                        let before = self.state.get(change.name()).cloned();
-                        self.state.apply_change(&change);
-                        undo.push((change.name().to_vec(), before));
-                        changes.push(change);
-                    }
+                    changes.extend(diff(&self.shared.read_published().db, &target));
                     waiters.push(Waiter::Unit(reply));
                 }
                 Op::Close { reply } => {
@@ -191,6 +224,7 @@ impl Writer {
                 }
             }
         }
+        drop(scratch);
         if !changes.is_empty() {
             let seq = self.seq.saturating_add(changes.len() as u64);
             let result = match &self.db {
@@ -204,9 +238,7 @@ impl Writer {
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Err(e) = result {
                 tracing::error!(error = %e, "group commit failed; batch refused");
-                for (name, before) in undo.into_iter().rev() {
-                    restore(&mut self.state, name, before);
-                }
+                // Nothing to undo: the published state was never touched.
                 // redb refuses all work after an I/O error: reopen before the next batch.
                 self.db = None;
                 for w in waiters {
@@ -224,12 +256,20 @@ impl Writer {
     /// Makes committed changes visible: snapshot, sequence numbers and subscribers, atomically
     /// with respect to readers and [`subscribe`](super::MupdateStore::subscribe).
     ///
-    /// `self.state` already holds the new state. If nobody else holds the published snapshot,
-    /// it is updated in place; otherwise (a LIST or a subscriber is still reading it) a copy of
-    /// `self.state` is made *before* taking the lock, so readers never wait for a copy.
+    /// If nobody else holds the published snapshot, it is updated in place; otherwise (a LIST
+    /// or a dump is still reading it) a copy with the changes is made *before* taking the lock,
+    /// so readers never wait for a copy.
     fn publish(&mut self, changes: Vec<Change>) {
-        let in_use = Arc::strong_count(&self.shared.read_published().db) > 1;
-        let replacement = in_use.then(|| Arc::new(self.state.clone()));
+        let current = Arc::clone(&self.shared.read_published().db);
+        // Two references are `published` itself and `current`; more means a reader holds it.
+        let replacement = (Arc::strong_count(&current) > 2).then(|| {
+            let mut copy = MailboxDb::clone(&current);
+            for change in &changes {
+                copy.apply_change(change);
+            }
+            Arc::new(copy)
+        });
+        drop(current);
         let mut published = self.shared.write_published();
         match replacement {
             Some(db) => published.db = db,
@@ -253,7 +293,7 @@ impl Writer {
     /// sequence number it ends at, so an unchanged number means the failed commit did not land
     /// and memory already equals the file: the full reload is needed only otherwise.
     fn reopen(&mut self) -> Result<(), StoreError> {
-        let db = disk::open_database(&self.db_file, self.fault.as_ref())?;
+        let db = disk::open_database(&self.db_file, self.fault.as_ref(), self.cache_size)?;
         if disk::load_seq(&db)? == self.seq {
             self.db = Some(db);
             return Ok(());
@@ -262,13 +302,12 @@ impl Writer {
         // ones, whatever number the file holds; the next commit writes the number back.
         let (on_disk, _) = disk::load(&db)?;
         self.db = Some(db);
-        let changes = diff(&self.state, &on_disk);
+        let changes = diff(&self.shared.read_published().db, &on_disk);
         if !changes.is_empty() {
             tracing::warn!(
                 changes = changes.len(),
                 "store file differs from memory after a failed commit; adopting the file"
             );
-            self.state = on_disk;
             self.publish(changes);
         }
         Ok(())
@@ -284,15 +323,6 @@ fn fail_op(op: Op, e: &StoreError) {
             let _ = reply.send(());
         }
     }
-}
-
-/// Puts `name` back to `before` (undo of one change).
-fn restore(state: &mut MailboxDb, name: Vec<u8>, before: Option<MailboxEntry>) {
-    let change = match before {
-        Some(entry) => Change::Upsert(Record { name, entry }),
-        None => Change::Delete { name },
-    };
-    state.apply_change(&change);
 }
 
 /// The changes that turn `from` into `to`, in Cyrus order of names: an upsert for every name

@@ -39,6 +39,11 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Output above this size is flushed even while more pipelined input waits.
 const FLUSH_THRESHOLD: usize = 64 * 1024;
 
+/// After a flush, an output buffer whose capacity grew beyond this (a LIST or an UPDATE dump of
+/// a large database) is released instead of kept for the connection's lifetime: 100 UPDATE
+/// streams that each once sent a 50,000-record dump would otherwise hold ~100 × 4 MiB.
+const MAX_RETAINED_OUTPUT: usize = 4 * FLUSH_THRESHOLD;
+
 /// After the last response, how long the connection keeps reading and discarding input.
 const LINGER: Duration = Duration::from_millis(500);
 
@@ -138,38 +143,12 @@ async fn keep_old_acl(shared: Arc<Shared>, command: Command) -> Command {
     }
 }
 
-/// The `ListPrefixSubstring` fault: LIST with a prefix asks the store for every record...
-fn list_query(shared: &Shared, command: &Command) -> Command {
-    match command {
-        Command::List { prefix: Some(_) }
-            if shared.policy.faults.has(Fault::ListPrefixSubstring) =>
-        {
-            Command::List { prefix: None }
-        }
-        other => other.clone(),
-    }
-}
-
-/// ... and keeps those whose location contains the prefix anywhere.
-fn list_substring(
-    shared: &Shared,
-    command: &Command,
-    result: Result<Reply, StoreError>,
-) -> Result<Reply, StoreError> {
-    let (Command::List { prefix: Some(p) }, Ok(mut reply)) = (command, result.as_ref().cloned())
-    else {
-        return result;
+/// The `ListPrefixSubstring` fault's match: the record's location contains `prefix` anywhere.
+fn location_contains(record: &murder_model::Record, prefix: &[u8]) -> bool {
+    let location = match &record.entry {
+        MailboxEntry::Active { location, .. } | MailboxEntry::Reserved { location } => location,
     };
-    if !shared.policy.faults.has(Fault::ListPrefixSubstring) {
-        return result;
-    }
-    reply.data.retain(|r| {
-        let location = match &r.entry {
-            MailboxEntry::Active { location, .. } | MailboxEntry::Reserved { location } => location,
-        };
-        p.is_empty() || location.windows(p.len()).any(|w| w == p.as_slice())
-    });
-    Ok(reply)
+    prefix.is_empty() || location.windows(prefix.len()).any(|w| w == prefix)
 }
 
 async fn held_deadline(deadline: Option<tokio::time::Instant>) {
@@ -274,6 +253,9 @@ impl Connection {
             trace!(peer = %self.peer, bytes = %String::from_utf8_lossy(&self.output), "send");
             io.write_all(&self.output).await?;
             self.output.clear();
+            if self.output.capacity() > MAX_RETAINED_OUTPUT {
+                self.output = Vec::new();
+            }
         }
         io.flush().await?;
         Ok(())
@@ -428,6 +410,35 @@ impl Connection {
                 self.decoder.refuse_literal();
             }
             Action::Execute { tag, command } => {
+                if let Command::List { prefix } = &command {
+                    // Formatted straight from the committed snapshot: no `Vec<Record>` copy of
+                    // the database. The snapshot is held only while formatting (CPU-bound, no
+                    // I/O), so the writer copies the database at most once meanwhile.
+                    let db = self.shared.store.snapshot();
+                    // The `ListPrefixSubstring` fault scans every record for the prefix.
+                    let substring = prefix
+                        .as_deref()
+                        .filter(|_| self.shared.policy.faults.has(Fault::ListPrefixSubstring));
+                    let scan = if substring.is_some() {
+                        None
+                    } else {
+                        prefix.as_deref()
+                    };
+                    for record in db.list_records(scan) {
+                        if substring.is_some_and(|p| !location_contains(&record, p)) {
+                            continue;
+                        }
+                        self.session.data_record(&mut self.output, &tag, &record);
+                    }
+                    drop(db);
+                    let done = Reply {
+                        data: Vec::new(),
+                        result: Ok(()),
+                    };
+                    self.output
+                        .extend(self.session.reply(&tag, &command, &done));
+                    return Ok(Flow::Continue);
+                }
                 let result = self.execute(command.clone()).await;
                 self.reply(&tag, &command, result);
             }
@@ -438,12 +449,19 @@ impl Connection {
             } => return self.authenticate(&tag, &mechanism, initial).await,
             Action::StartTls(ok) => return self.start_tls(ok).await,
             Action::Update { tag } => {
-                let (records, sub) = self.shared.store.subscribe();
+                // Formatted straight from the snapshot (no `Vec<Record>` copy), like LIST.
+                let (db, sub) = self.shared.store.subscribe_snapshot();
                 self.last_seq = sub.start_seq();
-                self.output.extend(self.session.update_dump(&tag, &records));
+                self.output.extend(self.session.update_opening(&tag));
+                for record in db.records() {
+                    self.session.dump_record(&mut self.output, &tag, &record);
+                }
+                let records = db.len();
+                drop(db);
+                self.output.extend(self.session.update_started(&tag));
                 self.session.streaming(&tag);
                 self.sub = Some(sub);
-                info!(peer = %self.peer, records = records.len(), "UPDATE stream started");
+                info!(peer = %self.peer, records, "UPDATE stream started");
             }
             Action::Barrier(ok) => {
                 if self.shared.policy.faults.has(Fault::NoNoopBarrier) {
@@ -532,13 +550,6 @@ impl Connection {
             return Box::pin(
                 async move { store.execute(keep_old_acl(shared, command).await).await },
             );
-        }
-        if self.shared.policy.faults.has(Fault::ListPrefixSubstring) {
-            let shared = self.shared.clone();
-            return Box::pin(async move {
-                let result = store.execute(list_query(&shared, &command)).await;
-                list_substring(&shared, &command, result)
-            });
         }
         Box::pin(async move { store.execute(command).await })
     }
