@@ -128,6 +128,11 @@ pub struct MailboxView {
     pub flag_changes: BTreeMap<u32, u64>,
 }
 
+/// Page cache of the redb index: 16 MiB. Every record the sessions need is in the in-memory
+/// view, so the cache only serves commits; redb's default (1 GiB) let the process grow by the
+/// size of every inline segment written (measured: ~950 MiB after 340,000 messages of 2 KB).
+pub const INDEX_CACHE_SIZE: usize = 16 << 20;
+
 /// Default of [`MailStore::inline_segment_limit`]: 256 KiB.
 pub const DEFAULT_INLINE_SEGMENT_LIMIT: u64 = 256 * 1024;
 
@@ -317,7 +322,10 @@ impl MailStore {
             let e = e?;
             fs::remove_file(e.path())?;
         }
-        let db = Database::create(dir.join("index.redb")).map_err(db_err)?;
+        let db = redb::Builder::new()
+            .set_cache_size(INDEX_CACHE_SIZE)
+            .create(dir.join("index.redb"))
+            .map_err(db_err)?;
         {
             let tx = db.begin_write().map_err(db_err)?;
             tx.open_table(MAILBOXES).map_err(db_err)?;
