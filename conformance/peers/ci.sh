@@ -18,7 +18,8 @@
 #   7. imapd's start-up reconcile (a Murder backend's LIST/FIND/RESERVE/ACTIVATE/DELETE pass)
 #      against a real Cyrus mupdate master (impl/tests/imap_reconcile.rs, an ignored cargo test).
 # A missing peer is a loud failure (non-zero exit), never a skip. PEER_PORT_OFFSET (default 0)
-# moves every port (for running next to another user of the default ports).
+# moves every port (for running next to another user of the default ports; keep every port below
+# 32768, where Linux's ephemeral range starts, or an outgoing connection may already hold it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

@@ -52,6 +52,9 @@ on_fail() {
     echo "interop-ours.sh: FAILED; logs under $PEER_DIR" >&2
     for f in "$o"/*.log; do [ -f "$f" ] && { echo "---- tail $f" >&2; tail -n 15 "$f" >&2; }; done
     [ -f "$PEER_DIR/syslog/all.log" ] && { echo "---- tail syslog" >&2; tail -n 20 "$PEER_DIR/syslog/all.log" >&2; }
+    # Leave nothing running: our servers and the peers of this run, each by its pid file.
+    for f in "$o"/*.pid; do [ -e "$f" ] && stop_pid "$f"; done
+    "$here/stop-all.sh" >/dev/null 2>&1 || true
     return 0
 }
 trap 'rc=$?; [ $rc -eq 0 ] || on_fail' EXIT

@@ -19,7 +19,10 @@ async fn script(fault: Fault, s: &TestServer) -> Vec<String> {
         }
         Fault::DeleteMissingOk => c.cmd("E", "DELETE \"nope\"").await,
         Fault::DeactivateMissingOk => c.cmd("D", "DEACTIVATE \"nope\" \"h\"").await,
-        Fault::NoNoopBarrier | Fault::CoalesceStream | Fault::DropStreamDeletes => {
+        Fault::NoNoopBarrier
+        | Fault::CoalesceStream
+        | Fault::DropStreamDeletes
+        | Fault::ReserveNotStreamed => {
             let mut sub = Client::admin(s.addr).await;
             sub.cmd("U", "UPDATE").await;
             c.cmd("R", "RESERVE \"x\" \"h\"").await;
@@ -59,6 +62,60 @@ async fn script(fault: Fault, s: &TestServer) -> Vec<String> {
             c.cmd("F", "FIND \"x\"").await
         }
         Fault::UpdateRefused => c.cmd("U", "UPDATE").await,
+        Fault::NamesCaseInsensitive => {
+            c.cmd("R", "RESERVE \"Ab\" \"h\"").await;
+            c.cmd("F", "FIND \"Ab\"").await
+        }
+        Fault::DeactivateDeletes => {
+            c.cmd("A", &act("x")).await;
+            c.cmd("D", "DEACTIVATE \"x\" \"h\"").await;
+            c.cmd("F", "FIND \"x\"").await
+        }
+        Fault::ActivateKeepsAcl => {
+            c.cmd("A", &act("x")).await;
+            c.cmd("B", "ACTIVATE \"x\" \"h!p\" \"b\"").await;
+            c.cmd("F", "FIND \"x\"").await
+        }
+        Fault::UpdateDumpOmitsReserved => {
+            c.cmd("R", "RESERVE \"x\" \"h\"").await;
+            Client::admin(s.addr).await.cmd("U", "UPDATE").await
+        }
+        Fault::StreamTagFollowsNoop | Fault::StreamDropsAcl => {
+            let mut sub = Client::admin(s.addr).await;
+            sub.cmd("U", "UPDATE").await;
+            sub.cmd("N", "NOOP").await;
+            c.cmd("A", &act("x")).await;
+            sub.cmd("M", "NOOP").await
+        }
+        Fault::TagTruncated => {
+            c.send("Abcdefghijkl NOOP\r\n").await;
+            vec![c.line().await]
+        }
+        Fault::AcceptAfterFailedAuth => {
+            let mut p = Client::connect(s.addr).await;
+            // PLAIN "\0admin\0wrong".
+            p.cmd("A", "AUTHENTICATE \"PLAIN\" \"AGFkbWluAHdyb25n\"")
+                .await;
+            p.cmd("N", "NOOP").await
+        }
+        Fault::StarttlsAfterAuth => c.cmd("S", "STARTTLS").await,
+        Fault::PlainAuthzidUnchecked => {
+            // bob's password, acting as admin (PLAIN "admin\0bob\0bobpw").
+            let mut p = Client::connect(s.addr).await;
+            p.cmd("A", "AUTHENTICATE \"PLAIN\" \"YWRtaW4AYm9iAGJvYnB3\"")
+                .await;
+            p.cmd("R", "RESERVE \"x\" \"h\"").await
+        }
+        Fault::UpdateOkBeforeDump => {
+            c.cmd("R", "RESERVE \"x\" \"h\"").await;
+            let mut sub = Client::admin(s.addr).await;
+            sub.send("U UPDATE\r\n").await;
+            vec![sub.line().await, sub.line().await]
+        }
+        Fault::ListPrefixSubstring => {
+            c.cmd("A", "ACTIVATE \"x\" \"zh!p\" \"a\"").await;
+            c.cmd("L", "LIST \"h\"").await
+        }
         Fault::ReserveRace => {
             // Two RESERVEs of one free name on two connections at once (the racy check waits
             // 100 ms before committing), then a sequential one, which stays correct.
@@ -142,6 +199,59 @@ async fn each_fault_shows() {
                 &["F MAILBOX \"x\" \"h\" \"\"", "F OK \"Search completed\""],
             ),
             Fault::UpdateRefused => (&["U OK \"streaming starts\""], &["U NO \"UPDATE refused\""]),
+            Fault::NamesCaseInsensitive => (
+                &["F RESERVE \"Ab\" \"h\"", "F OK \"Search completed\""],
+                &["F RESERVE \"ab\" \"h\"", "F OK \"Search completed\""],
+            ),
+            Fault::DeactivateDeletes => (
+                &["F RESERVE \"x\" \"h\"", "F OK \"Search completed\""],
+                &["F OK \"Search completed\""],
+            ),
+            Fault::ActivateKeepsAcl => (
+                &["F MAILBOX \"x\" \"h!p\" \"b\"", "F OK \"Search completed\""],
+                &["F MAILBOX \"x\" \"h!p\" \"a\"", "F OK \"Search completed\""],
+            ),
+            Fault::UpdateDumpOmitsReserved => (
+                &["U RESERVE \"x\" \"h\"", "U OK \"streaming starts\""],
+                &["U OK \"streaming starts\""],
+            ),
+            Fault::StreamTagFollowsNoop => (
+                &["U MAILBOX \"x\" \"h!p\" \"a\"", "M OK \"NOOP complete\""],
+                &["N MAILBOX \"x\" \"h!p\" \"a\"", "M OK \"NOOP complete\""],
+            ),
+            Fault::StreamDropsAcl => (
+                &["U MAILBOX \"x\" \"h!p\" \"a\"", "M OK \"NOOP complete\""],
+                &["U MAILBOX \"x\" \"h!p\" \"\"", "M OK \"NOOP complete\""],
+            ),
+            Fault::TagTruncated => (
+                &["Abcdefghijkl OK \"NOOP complete\""],
+                &["Abcdefghij OK \"NOOP complete\""],
+            ),
+            Fault::AcceptAfterFailedAuth => (
+                &["N NO \"Please login first\""],
+                &["N OK \"NOOP complete\""],
+            ),
+            Fault::PlainAuthzidUnchecked => (&["R NO \"Please login first\""], &["R OK \"done\""]),
+            Fault::ReserveNotStreamed => (
+                &[
+                    "U RESERVE \"x\" \"h\"",
+                    "U DELETE \"x\"",
+                    "N OK \"NOOP complete\"",
+                ],
+                &["U DELETE \"x\"", "N OK \"NOOP complete\""],
+            ),
+            Fault::UpdateOkBeforeDump => (
+                &["U RESERVE \"x\" \"h\"", "U OK \"streaming starts\""],
+                &["U OK \"streaming starts\"", "U RESERVE \"x\" \"h\""],
+            ),
+            Fault::ListPrefixSubstring => (
+                &["L OK \"List complete\""],
+                &["L MAILBOX \"x\" \"zh!p\" \"a\"", "L OK \"List complete\""],
+            ),
+            Fault::StarttlsAfterAuth => (
+                &["S NO \"STARTTLS not allowed after authentication\""],
+                &["S OK \"Begin TLS negotiation now\""],
+            ),
             Fault::ReserveRace => (
                 &[
                     "R NO \"mailbox already exists\"",

@@ -88,6 +88,14 @@ impl AuthzPolicy {
         self.admins.iter().any(|a| a == user)
     }
 
+    /// A policy that lets every user of `users` act as anyone: the deliberate bug of the
+    /// `PlainAuthzidUnchecked` fault switches (mupdate and imap), never a configuration.
+    pub fn anyone_as_anyone(users: &UserDb) -> AuthzPolicy {
+        AuthzPolicy {
+            admins: users.user_names().into_iter().map(String::from).collect(),
+        }
+    }
+
     /// Whether `authcid` may act as `authzid`.
     pub fn allows(&self, authcid: &str, authzid: &str) -> bool {
         authcid == authzid || self.is_admin(authcid)

@@ -56,11 +56,46 @@ pub enum Fault {
     /// (sequential RESERVEs stay correct). Only concurrent clients can see it (`conformance
     /// stress`, race scenarios).
     ReserveRace,
+    // --- Mutants added by the `mutants` task (issues 5 and 9). ---
+    /// Mailbox names are folded to lower case, so names differing only in case collide
+    /// (RFC 3656 4: names are opaque octet strings).
+    NamesCaseInsensitive,
+    /// DEACTIVATE removes the entry instead of demoting it to a reservation (RFC 3656 4.3).
+    DeactivateDeletes,
+    /// ACTIVATE of an existing active name keeps its old ACL (RFC 3656 4.1: the new ACL).
+    ActivateKeepsAcl,
+    /// The UPDATE initial dump leaves out reserved entries (RFC 3656 4.11: all of them).
+    UpdateDumpOmitsReserved,
+    /// A NOOP on an UPDATE stream re-tags the later stream lines with the NOOP's tag
+    /// (RFC 3656 4.11: stream lines carry the UPDATE's tag).
+    StreamTagFollowsNoop,
+    /// Tags are echoed truncated to 10 octets, as from a fixed-size buffer (RFC 3656 3: responses
+    /// carry the command's tag; 2.1 allows tags of up to 14 octets).
+    TagTruncated,
+    /// A failed AUTHENTICATE still leaves the session authenticated (RFC 3656 7).
+    AcceptAfterFailedAuth,
+    /// Streamed MAILBOX lines carry an empty ACL (RFC 3656 4.11: the changed record).
+    StreamDropsAcl,
+    /// STARTTLS is accepted after AUTHENTICATE (RFC 3656 4.10: only valid in the
+    /// non-authenticated state).
+    StarttlsAfterAuth,
+    /// LIST with a location prefix also returns records whose location merely contains it
+    /// (RFC 3656 4.6: locations that begin with the prefix).
+    ListPrefixSubstring,
+    /// SASL PLAIN lets any user act as any authzid, so a non-admin logs in as an admin and may
+    /// write (RFC 4616 2: the credentials must permit acting as the authzid).
+    PlainAuthzidUnchecked,
+    /// UPDATE answers OK first and sends the initial dump after it (RFC 3656 4.11: the current
+    /// records, then the OK that starts the stream).
+    UpdateOkBeforeDump,
+    /// New reservations are not sent to UPDATE streams, only MAILBOX and DELETE changes
+    /// (RFC 3656 4.11: every change, and a slave must know reserved names, 4.9).
+    ReserveNotStreamed,
 }
 
 impl Fault {
     /// Every fault switch.
-    pub const ALL: [Fault; 15] = [
+    pub const ALL: [Fault; 28] = [
         Fault::ReserveAlwaysOk,
         Fault::DeleteMissingOk,
         Fault::NoNoopBarrier,
@@ -76,6 +111,19 @@ impl Fault {
         Fault::DropStreamDeletes,
         Fault::UpdateRefused,
         Fault::ReserveRace,
+        Fault::NamesCaseInsensitive,
+        Fault::DeactivateDeletes,
+        Fault::ActivateKeepsAcl,
+        Fault::UpdateDumpOmitsReserved,
+        Fault::StreamTagFollowsNoop,
+        Fault::TagTruncated,
+        Fault::AcceptAfterFailedAuth,
+        Fault::StreamDropsAcl,
+        Fault::StarttlsAfterAuth,
+        Fault::ListPrefixSubstring,
+        Fault::PlainAuthzidUnchecked,
+        Fault::UpdateOkBeforeDump,
+        Fault::ReserveNotStreamed,
     ];
 
     /// The kebab-case name used on the command line.
@@ -96,6 +144,19 @@ impl Fault {
             Fault::DropStreamDeletes => "drop-stream-deletes",
             Fault::UpdateRefused => "update-refused",
             Fault::ReserveRace => "reserve-race",
+            Fault::NamesCaseInsensitive => "names-case-insensitive",
+            Fault::DeactivateDeletes => "deactivate-deletes",
+            Fault::ActivateKeepsAcl => "activate-keeps-acl",
+            Fault::UpdateDumpOmitsReserved => "update-dump-omits-reserved",
+            Fault::StreamTagFollowsNoop => "stream-tag-follows-noop",
+            Fault::TagTruncated => "tag-truncated",
+            Fault::AcceptAfterFailedAuth => "accept-after-failed-auth",
+            Fault::StreamDropsAcl => "stream-drops-acl",
+            Fault::StarttlsAfterAuth => "starttls-after-auth",
+            Fault::ListPrefixSubstring => "list-prefix-substring",
+            Fault::PlainAuthzidUnchecked => "plain-authzid-unchecked",
+            Fault::UpdateOkBeforeDump => "update-ok-before-dump",
+            Fault::ReserveNotStreamed => "reserve-not-streamed",
         }
     }
 }

@@ -191,7 +191,11 @@ impl Session {
     }
 
     /// AUTHENTICATE failed: the NO to send.
-    pub fn auth_failed(&self, tag: &[u8], why: &str) -> Vec<u8> {
+    pub fn auth_failed(&mut self, tag: &[u8], why: &str) -> Vec<u8> {
+        if self.policy.faults.has(Fault::AcceptAfterFailedAuth) {
+            self.state = SessionState::Authenticated;
+            self.may_write = true;
+        }
         line(Tag::Tagged(tag), Status::No, why)
     }
 
@@ -236,6 +240,11 @@ impl Session {
             // Deliberate bug: run what must be refused before login.
             Verdict::No if self.policy.faults.has(Fault::CommandsBeforeLogin) => {}
             Verdict::No => return Some(line(t, Status::No, "Please login first")),
+            // Deliberate bug: STARTTLS in the authenticated state.
+            Verdict::NoOrBad
+                if kind == CommandKind::Starttls
+                    && state == SessionState::Authenticated
+                    && self.policy.faults.has(Fault::StarttlsAfterAuth) => {}
             Verdict::NoOrBad => {
                 let text = match (state, kind) {
                     (SessionState::Streaming, _) => "not legal when streaming".to_string(),
@@ -298,7 +307,10 @@ impl Session {
     }
 
     fn on_command(&mut self, raw: RawCommand) -> Action {
-        let tag = raw.tag.clone();
+        let mut tag = raw.tag.clone();
+        if self.policy.faults.has(Fault::TagTruncated) {
+            tag.truncate(10);
+        }
         let t = Tag::Tagged(&tag);
         let Some(kind) = CommandKind::from_word(&raw.word) else {
             return Action::Send(line(t, Status::Bad, "Unrecognized command"));
@@ -322,9 +334,20 @@ impl Session {
                 {
                     *prefix = None;
                 }
+                if self.policy.faults.has(Fault::NamesCaseInsensitive) {
+                    fold_names(&mut command);
+                }
+                if self.policy.faults.has(Fault::DeactivateDeletes)
+                    && let Command::Deactivate { name, .. } = &command
+                {
+                    command = Command::Delete { name: name.clone() };
+                }
                 Action::Execute { tag, command }
             }
             Request::Noop if self.state == SessionState::Streaming => {
+                if self.policy.faults.has(Fault::StreamTagFollowsNoop) {
+                    self.update_tag = Some(tag.clone());
+                }
                 Action::Barrier(line(t, Status::Ok, "NOOP complete"))
             }
             Request::Noop => Action::Send(line(t, Status::Ok, "NOOP complete")),
@@ -389,12 +412,33 @@ impl Session {
 
     /// UPDATE's initial dump (RFC 3656 4.11): the records, then the OK that starts streaming.
     pub fn update_dump(&self, tag: &[u8], records: &[murder_model::Record]) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = self.update_opening(tag);
         for r in records {
-            self.data_record(&mut out, tag, r);
+            self.dump_record(&mut out, tag, r);
         }
         out.extend(self.update_started(tag));
         out
+    }
+
+    /// What UPDATE sends before its initial dump: nothing (the `UpdateOkBeforeDump` fault
+    /// sends the OK here instead of after the dump).
+    pub fn update_opening(&self, tag: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.policy.faults.has(Fault::UpdateOkBeforeDump) {
+            response::status(&mut out, Tag::Tagged(tag), Status::Ok, "streaming starts");
+        }
+        out
+    }
+
+    /// One record of UPDATE's initial dump (the `UpdateDumpOmitsReserved` fault skips
+    /// reservations).
+    pub fn dump_record(&self, out: &mut Vec<u8>, tag: &[u8], record: &murder_model::Record) {
+        if self.policy.faults.has(Fault::UpdateDumpOmitsReserved)
+            && matches!(record.entry, MailboxEntry::Reserved { .. })
+        {
+            return;
+        }
+        self.data_record(out, tag, record);
     }
 
     /// One data line of a LIST answer or of UPDATE's initial dump, appended to `out` (for
@@ -406,6 +450,9 @@ impl Session {
     /// The OK that ends UPDATE's initial dump and starts streaming.
     pub fn update_started(&self, tag: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
+        if self.policy.faults.has(Fault::UpdateOkBeforeDump) {
+            return out;
+        }
         response::status(&mut out, Tag::Tagged(tag), Status::Ok, "streaming starts");
         out
     }
@@ -419,9 +466,39 @@ impl Session {
             {
                 return out;
             }
+            if self.policy.faults.has(Fault::ReserveNotStreamed)
+                && let Change::Upsert(r) = change
+                && matches!(r.entry, MailboxEntry::Reserved { .. })
+            {
+                return out;
+            }
+            if self.policy.faults.has(Fault::StreamDropsAcl)
+                && let Change::Upsert(r) = change
+                && let MailboxEntry::Active { location, .. } = &r.entry
+            {
+                let mut r = r.clone();
+                r.entry = MailboxEntry::Active {
+                    location: location.clone(),
+                    acl: Vec::new(),
+                };
+                response::record(&mut out, self.data_tag(tag), &r);
+                return out;
+            }
             response::change(&mut out, self.data_tag(tag), change);
         }
         out
+    }
+}
+
+/// The `NamesCaseInsensitive` fault: fold the command's mailbox name to lower case.
+fn fold_names(command: &mut Command) {
+    match command {
+        Command::Activate { name, .. }
+        | Command::Reserve { name, .. }
+        | Command::Deactivate { name, .. }
+        | Command::Delete { name }
+        | Command::Find { name } => name.make_ascii_lowercase(),
+        _ => {}
     }
 }
 

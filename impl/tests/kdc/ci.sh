@@ -65,7 +65,10 @@ printf 'admin:{PLAIN}secret\nalice:{PLAIN}alicepw\n' >"$suite_dir/passwd"
 start() {
     local name=$1
     shift
-    "$@" >"$suite_dir/$name.out" 2>"$suite_dir/$name.err" &
+    # Create the output file first: the background job opens it asynchronously, and a sed on a
+    # missing file would end this script (set -e).
+    : >"$suite_dir/$name.out"
+    "$@" >>"$suite_dir/$name.out" 2>"$suite_dir/$name.err" &
     servers+=($!)
     port=""
     for _ in $(seq 1 100); do

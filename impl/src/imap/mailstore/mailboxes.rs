@@ -11,6 +11,16 @@ use super::index::{
     split_key,
 };
 use super::{MailStore, MailboxView, StoreError, db_err, validate_name};
+use crate::imap::faults::Fault;
+
+/// The `UidValidityFromClock` fault: the current time in seconds, nothing more.
+fn clock_uid_validity() -> u32 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    u32::try_from(now).unwrap_or(u32::MAX)
+}
 
 impl MailStore {
     fn next_uid_validity(tx: &redb::WriteTransaction) -> Result<u32, StoreError> {
@@ -58,7 +68,11 @@ impl MailStore {
         let tx = self.db.begin_write().map_err(db_err)?;
         let rec = MailboxRecord {
             id: Self::next_mailbox_id(&tx)?,
-            uid_validity: Self::next_uid_validity(&tx)?,
+            uid_validity: if self.faults.has(Fault::UidValidityFromClock) {
+                clock_uid_validity()
+            } else {
+                Self::next_uid_validity(&tx)?
+            },
             uid_next: 1,
         };
         tx.open_table(MAILBOXES)

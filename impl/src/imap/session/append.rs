@@ -134,6 +134,14 @@ impl Session {
                 Err(AppendHeadError::Syntax(e)) => {
                     Some((MessageFault::Aborted, format!("APPEND: {e}")))
                 }
+                Err(AppendHeadError::BadDateTime)
+                    if self.shared.faults.has(Fault::LaterBadDateAccepted)
+                        && !staging.parts.is_empty() =>
+                {
+                    self.receive_message(&mut staging, spec, Vec::new(), InternalDate::now())
+                        .await?;
+                    None
+                }
                 Err(AppendHeadError::BadDateTime) => Some((
                     MessageFault::BadDateTime,
                     String::from_utf8_lossy(&head_text).trim().to_string(),
@@ -143,7 +151,11 @@ impl Session {
                         head.flags.iter().map(|f| settable_flag(f)).collect();
                     if let Some(bad) = head.flags.iter().find(|f| settable_flag(f).is_none()) {
                         Some((MessageFault::BadFlag, bad.clone()))
-                    } else if spec.len == 0 && !self.shared.faults.has(Fault::ZeroLengthAccepted) {
+                    } else if spec.len == 0
+                        && !self.shared.faults.has(Fault::ZeroLengthAccepted)
+                        && (staging.parts.is_empty()
+                            || !self.shared.faults.has(Fault::ZeroLengthLaterAccepted))
+                    {
                         Some((MessageFault::ZeroLength, String::new()))
                     } else if spec.len > self.shared.limits.max_message_size {
                         Some((
@@ -162,19 +174,55 @@ impl Session {
                             ),
                         ))
                     } else {
-                        let date = head.date.unwrap_or_else(InternalDate::now);
-                        self.receive_message(&mut staging, spec, flags.unwrap_or_default(), date)
-                            .await?;
+                        let faults = &self.shared.faults;
+                        let date = match head.date {
+                            Some(_)
+                                if faults.has(Fault::LaterDatesIgnored)
+                                    && !staging.parts.is_empty() =>
+                            {
+                                InternalDate::now()
+                            }
+                            Some(d) if faults.has(Fault::DateZoneIgnored) => InternalDate {
+                                unix: d.unix + i64::from(d.zone_minutes) * 60,
+                                zone_minutes: 0,
+                            },
+                            Some(d) => d,
+                            None => InternalDate::now(),
+                        };
+                        let flags = match staging.parts.first() {
+                            Some(first) if faults.has(Fault::FirstFlagsForAll) => {
+                                first.flags.clone()
+                            }
+                            _ => flags.unwrap_or_default(),
+                        };
+                        let received = self.receive_message(&mut staging, spec, flags, date).await;
+                        if let Err(e) = received {
+                            let complete = staging.parts.len().saturating_sub(1);
+                            self.commit_partial(&mailbox, staging, complete).await;
+                            return Err(e);
+                        }
                         None
                     }
                 }
             };
             if let Some((fault, detail)) = fault {
                 drop(staging);
-                let (status, text) = fault_answer(fault, &detail);
+                let (status, mut text) = fault_answer(fault, &detail);
+                if fault == MessageFault::BadFlag
+                    && self.shared.faults.has(Fault::TryCreateOnBadFlag)
+                {
+                    text = format!("[TRYCREATE] {text}");
+                }
                 return self.refuse(&tag, status, &text, Some(spec)).await;
             }
-            let (text, next) = self.next_line().await?;
+            let (text, next) = match self.next_line().await {
+                Ok(line) => line,
+                Err(e) => {
+                    let complete = staging.parts.len();
+                    self.commit_partial(&mailbox, staging, complete).await;
+                    return Err(e);
+                }
+            };
             match next {
                 Some(s) => {
                     head_text = text;
@@ -192,6 +240,28 @@ impl Session {
             }
         }
         self.commit_append(&tag, &mailbox, staging).await
+    }
+
+    /// The `AppendCommitsOnDisconnect` fault (a no-op without it): the client went away in the
+    /// middle of the command; commit the first `complete` messages anyway.
+    async fn commit_partial(&self, mailbox: &str, mut staging: Staging, complete: usize) {
+        if !self.shared.faults.has(Fault::AppendCommitsOnDisconnect) || complete == 0 {
+            return;
+        }
+        staging.parts.truncate(complete);
+        let Some((path, mut file)) = staging.file.take() else {
+            return;
+        };
+        let _cleanup = RemoveOnDrop(Some(path.clone()));
+        if file.flush().await.is_err() {
+            return;
+        }
+        drop(file);
+        let staged = StagedAppend {
+            path,
+            parts: std::mem::take(&mut staging.parts),
+        };
+        let _ = self.shared.store.append(&self.user(), mailbox, &staged);
     }
 
     /// Accept one literal and stream it onto the end of the staging segment.
@@ -220,7 +290,9 @@ impl Session {
         staging.len += spec.len;
         if spec.sync {
             self.framer.accept_literal();
-            self.push_line("+ Ready for literal data");
+            if !self.shared.faults.has(Fault::SyncLiteralNoContinuation) {
+                self.push_line("+ Ready for literal data");
+            }
             self.flush().await?;
         }
         loop {
@@ -285,22 +357,32 @@ impl Session {
             Ok(done) => {
                 // Committed: the segment was renamed into the mailbox.
                 cleanup.disarm();
-                if self.selected.as_ref().is_some_and(|s| s.name == mailbox) {
+                if self.selected.as_ref().is_some_and(|s| s.name == mailbox)
+                    && !self.shared.faults.has(Fault::ExistsAfterAppendOk)
+                {
                     self.sync_selected_inner(true, true);
                 }
-                let uids: Vec<u32> = if self.shared.faults.has(Fault::AppendUidOffByOne) {
+                let faults = &self.shared.faults;
+                let mut uids: Vec<u32> = if faults.has(Fault::AppendUidOffByOne) {
                     done.uids.iter().map(|u| u.saturating_add(1)).collect()
                 } else {
                     done.uids
                 };
+                let mut uid_validity = done.uid_validity;
+                if faults.has(Fault::AppendUidValidityWrong) {
+                    uid_validity = uid_validity.saturating_add(1);
+                }
+                let uid_text = if faults.has(Fault::AppendUidDescending) && uids.len() > 1 {
+                    uids.reverse();
+                    let list: Vec<String> = uids.iter().map(u32::to_string).collect();
+                    list.join(",")
+                } else {
+                    uid_set(&uids)
+                };
                 self.tagged(
                     tag,
                     "OK",
-                    &format!(
-                        "[APPENDUID {} {}] APPEND completed",
-                        done.uid_validity,
-                        uid_set(&uids)
-                    ),
+                    &format!("[APPENDUID {uid_validity} {uid_text}] APPEND completed"),
                 );
             }
             Err(StoreError::NoMailbox) if !self.shared.faults.has(Fault::NoTryCreate) => {

@@ -7,6 +7,7 @@ use super::{Flow, Res, Session};
 use crate::auth::exchange::{Exchange, offered_mechanisms, run_blocking};
 use crate::auth::sasl::{decode_base64_line, decode_initial_response, encode_base64, is_cancel};
 use crate::auth::{AuthzPolicy, SaslFailure, SaslStep};
+use crate::imap::faults::Fault;
 
 impl Session {
     pub(super) async fn starttls(&mut self, tag: &str) -> Res<Flow> {
@@ -84,12 +85,12 @@ impl Session {
             return Ok(Flow::Continue);
         }
         let gssapi = self.shared.gssapi.as_ref();
-        let Some(mut sasl) = Exchange::for_mechanism(
-            mechanism,
-            &self.shared.users,
-            AuthzPolicy::default(),
-            gssapi,
-        ) else {
+        let mut policy = AuthzPolicy::default();
+        if self.shared.faults.has(Fault::PlainAuthzidUnchecked) {
+            policy = AuthzPolicy::anyone_as_anyone(&self.shared.users);
+        }
+        let Some(mut sasl) = Exchange::for_mechanism(mechanism, &self.shared.users, policy, gssapi)
+        else {
             let offered = offered_mechanisms(true, gssapi).join(", ");
             self.tagged(
                 tag,

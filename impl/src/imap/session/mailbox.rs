@@ -80,6 +80,7 @@ impl Session {
     /// messages).
     pub(super) fn sync_selected_inner(&mut self, allow_expunge: bool, announce_new: bool) {
         let store = self.shared.store.clone();
+        let faults = &self.shared.faults;
         let Some(sel) = self.selected.as_mut() else {
             return;
         };
@@ -117,7 +118,7 @@ impl Session {
                 }
                 sel.modseq_seen = view.modseq;
             }
-            if !announce_new {
+            if !announce_new || (sel.read_only && faults.has(Fault::NoExistsToReadOnly)) {
                 return Vec::new();
             }
             let last = sel.uids.last().copied().unwrap_or(0);
@@ -140,7 +141,12 @@ impl Session {
                 if !sel.read_only {
                     sel.recent.extend(store.claim_recent(sel.id));
                 }
-                lines.push(format!("* {} EXISTS", sel.uids.len()));
+                let exists = if self.shared.faults.has(Fault::ExistsCountsNewOnly) {
+                    new.len()
+                } else {
+                    sel.uids.len()
+                };
+                lines.push(format!("* {exists} EXISTS"));
                 lines.push(format!("* {} RECENT", sel.recent.len()));
             }
             _ => {}
@@ -307,10 +313,16 @@ impl Session {
             self.tagged(tag, "NO", QUARANTINED);
             return;
         }
-        let Some(st) = self.shared.store.status(&user, name) else {
+        let Some(mut st) = self.shared.store.status(&user, name) else {
             self.tagged(tag, "NO", "No such mailbox");
             return;
         };
+        if self.shared.faults.has(Fault::StatusUidNextFromMaxUid)
+            && let Some(view) = self.shared.store.view(&user, name)
+        {
+            let max = view.messages.keys().next_back().copied().unwrap_or(0);
+            st.uid_next = max.saturating_add(1);
+        }
         let parts: Vec<String> = items
             .iter()
             .map(|i| match i {

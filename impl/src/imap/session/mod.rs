@@ -399,6 +399,16 @@ impl Session {
         text: &str,
         spec: Option<LiteralSpec>,
     ) -> Res<Flow> {
+        if let Some(s) = spec
+            && s.sync
+            && self.shared.faults.has(Fault::RefusedSyncLiteralSkipped)
+        {
+            self.tagged(tag, status, text);
+            self.flush().await?;
+            self.framer.accept_literal();
+            while let Frame::LiteralData(_) = self.next_frame(false).await? {}
+            return Ok(Flow::Continue);
+        }
         let in_sync = self.skip_command(spec).await?;
         self.tagged(tag, status, text);
         if !in_sync {

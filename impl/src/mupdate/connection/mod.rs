@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use murder_model::{Change, Command, Reply};
+use murder_model::{Change, Command, MailboxEntry, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{info, trace, warn};
@@ -116,6 +116,41 @@ enum InFlightState {
 const FAULT_STREAM_DELAY: Duration = Duration::from_secs(1);
 
 /// Resolves at `deadline`; never without one.
+/// The `ActivateKeepsAcl` fault: an ACTIVATE of an active name keeps the stored ACL.
+async fn keep_old_acl(shared: Arc<Shared>, command: Command) -> Command {
+    let Command::Activate {
+        name,
+        location,
+        acl,
+    } = command
+    else {
+        return command;
+    };
+    let mut acl = acl;
+    if shared.policy.faults.has(Fault::ActivateKeepsAcl) {
+        let find = Command::Find { name: name.clone() };
+        if let Ok(found) = shared.store.execute(find).await
+            && let Some(MailboxEntry::Active { acl: old, .. }) =
+                found.data.first().map(|r| &r.entry)
+        {
+            acl = old.clone();
+        }
+    }
+    Command::Activate {
+        name,
+        location,
+        acl,
+    }
+}
+
+/// The `ListPrefixSubstring` fault's match: the record's location contains `prefix` anywhere.
+fn location_contains(record: &murder_model::Record, prefix: &[u8]) -> bool {
+    let location = match &record.entry {
+        MailboxEntry::Active { location, .. } | MailboxEntry::Reserved { location } => location,
+    };
+    prefix.is_empty() || location.windows(prefix.len()).any(|w| w == prefix)
+}
+
 async fn held_deadline(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -380,7 +415,19 @@ impl Connection {
                     // the database. The snapshot is held only while formatting (CPU-bound, no
                     // I/O), so the writer copies the database at most once meanwhile.
                     let db = self.shared.store.snapshot();
-                    for record in db.list_records(prefix.as_deref()) {
+                    // The `ListPrefixSubstring` fault scans every record for the prefix.
+                    let substring = prefix
+                        .as_deref()
+                        .filter(|_| self.shared.policy.faults.has(Fault::ListPrefixSubstring));
+                    let scan = if substring.is_some() {
+                        None
+                    } else {
+                        prefix.as_deref()
+                    };
+                    for record in db.list_records(scan) {
+                        if substring.is_some_and(|p| !location_contains(&record, p)) {
+                            continue;
+                        }
                         self.session.data_record(&mut self.output, &tag, &record);
                     }
                     drop(db);
@@ -405,8 +452,9 @@ impl Connection {
                 // Formatted straight from the snapshot (no `Vec<Record>` copy), like LIST.
                 let (db, sub) = self.shared.store.subscribe_snapshot();
                 self.last_seq = sub.start_seq();
+                self.output.extend(self.session.update_opening(&tag));
                 for record in db.records() {
-                    self.session.data_record(&mut self.output, &tag, &record);
+                    self.session.dump_record(&mut self.output, &tag, &record);
                 }
                 let records = db.len();
                 drop(db);
@@ -496,6 +544,12 @@ impl Connection {
         let store = self.shared.store.clone();
         if self.shared.policy.faults.has(Fault::ReserveRace) {
             return Box::pin(async move { super::faults::racy_reserve(&store, command).await });
+        }
+        if self.shared.policy.faults.has(Fault::ActivateKeepsAcl) {
+            let shared = self.shared.clone();
+            return Box::pin(
+                async move { store.execute(keep_old_acl(shared, command).await).await },
+            );
         }
         Box::pin(async move { store.execute(command).await })
     }

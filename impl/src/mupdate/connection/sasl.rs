@@ -13,6 +13,7 @@ use crate::auth::sasl::{
 };
 
 use super::super::codec::Event;
+use super::super::faults::Fault;
 use super::super::session::bye;
 use super::{ConnError, Connection, Flow};
 
@@ -42,9 +43,12 @@ impl Connection {
         mechanism: &str,
         initial: Option<Vec<u8>>,
     ) -> Result<Flow, ConnError> {
-        let policy = AuthzPolicy {
+        let mut policy = AuthzPolicy {
             admins: self.shared.policy.admins.clone(),
         };
+        if self.shared.policy.faults.has(Fault::PlainAuthzidUnchecked) {
+            policy = AuthzPolicy::anyone_as_anyone(&self.shared.users);
+        }
         let server = Exchange::for_mechanism(
             mechanism,
             &self.shared.users,
