@@ -840,8 +840,8 @@ impl MailStore {
 mod tests {
     use super::*;
 
-    fn stage(store: &MailStore, bodies: &[&[u8]]) -> StagedAppend {
-        let path = store.staging_path();
+    /// The segment bytes and parts of `bodies`, back to back, each flagged `\\Seen`.
+    fn segment_of(bodies: &[&[u8]]) -> (Vec<u8>, Vec<StagedPart>) {
         let mut all = Vec::new();
         let mut parts = Vec::new();
         for b in bodies {
@@ -853,6 +853,12 @@ mod tests {
             });
             all.extend_from_slice(b);
         }
+        (all, parts)
+    }
+
+    fn stage(store: &MailStore, bodies: &[&[u8]]) -> StagedAppend {
+        let path = store.staging_path();
+        let (all, parts) = segment_of(bodies);
         fs::write(&path, all).unwrap();
         StagedAppend {
             segment: StagedSegment::File(path),
@@ -986,17 +992,7 @@ mod tests {
     }
 
     fn inline(bodies: &[&[u8]]) -> StagedAppend {
-        let mut all = Vec::new();
-        let mut parts = Vec::new();
-        for b in bodies {
-            parts.push(StagedPart {
-                offset: all.len() as u64,
-                size: b.len() as u64,
-                flags: vec![],
-                date: InternalDate::now(),
-            });
-            all.extend_from_slice(b);
-        }
+        let (all, parts) = segment_of(bodies);
         StagedAppend {
             segment: StagedSegment::Inline(all),
             parts,

@@ -249,19 +249,28 @@ impl Session {
             return;
         }
         staging.parts.truncate(complete);
-        let Some((path, mut file)) = staging.file.take() else {
-            return;
+        let mut cleanup = RemoveOnDrop(None);
+        let segment = match staging.file.take() {
+            Some((path, mut file)) => {
+                cleanup = RemoveOnDrop(Some(path.clone()));
+                if file.flush().await.is_err() {
+                    return;
+                }
+                StagedSegment::File(path)
+            }
+            None => {
+                let end = staging.parts.last().map_or(0, |p| p.offset + p.size);
+                let mut bytes = std::mem::take(&mut staging.mem);
+                bytes.truncate(usize::try_from(end).unwrap_or(usize::MAX));
+                StagedSegment::Inline(bytes)
+            }
         };
-        let _cleanup = RemoveOnDrop(Some(path.clone()));
-        if file.flush().await.is_err() {
-            return;
-        }
-        drop(file);
         let staged = StagedAppend {
-            path,
+            segment,
             parts: std::mem::take(&mut staging.parts),
         };
         let _ = self.shared.store.append(&self.user(), mailbox, &staged);
+        drop(cleanup);
     }
 
     /// Accept one literal and stream it onto the end of the staging segment.
