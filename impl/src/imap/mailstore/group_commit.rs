@@ -1,5 +1,5 @@
-//! Group commit: concurrent APPENDs share one directory fsync per mailbox and ONE index
-//! transaction.
+//! Group commit: concurrent APPENDs share one directory fsync per mailbox (file-backed
+//! segments only) and ONE index transaction (which also carries the inline segments).
 //!
 //! Each [`MailStore::append`] call queues a [`Job`] and then takes the writer lock. Whoever holds
 //! the lock commits every queued job at once; a caller whose job was committed by another
@@ -13,16 +13,18 @@ use std::sync::{Arc, Mutex};
 
 use redb::ReadableTable;
 
-use super::index::{MAILBOXES, MESSAGES, MailboxRecord, MessageRecord};
-use super::{Appended, MailStore, MessageMeta, StagedPart, StoreError, db_err, fsync_dir};
+use super::index::{INLINE_SEGMENTS, MAILBOXES, MESSAGES, MailboxRecord, MessageRecord};
+use super::{
+    Appended, MailStore, MessageMeta, StagedPart, StagedSegment, StoreError, db_err, fsync_dir,
+};
 
 /// One queued APPEND.
 #[derive(Debug)]
 pub(super) struct Job {
     /// Mailbox key.
     pub key: String,
-    /// Staging segment.
-    pub path: PathBuf,
+    /// Its segment: a staging file, or inline bytes.
+    pub segment: StagedSegment,
     /// Its messages.
     pub parts: Vec<StagedPart>,
     /// Filled in by whoever commits the job.
@@ -73,11 +75,21 @@ impl MailStore {
             };
             let dir = self.dir.join("blobs").join(id.to_string());
             let dest = dir.join(first.to_string());
-            if let Err(e) = fs::create_dir_all(&dir).and_then(|()| fs::rename(&job.path, &dest)) {
+            let placed = fs::create_dir_all(&dir).and_then(|()| match &job.segment {
+                StagedSegment::File(path) => fs::rename(path, &dest),
+                // The file is only a cache of the index copy: no fsync (see the module docs).
+                StagedSegment::Inline(bytes) => fs::write(&dest, bytes),
+            });
+            if let Err(e) = placed {
+                if matches!(job.segment, StagedSegment::Inline(_)) {
+                    let _ = fs::remove_file(&dest);
+                }
                 job.set(Err(e.into()));
                 continue;
             }
-            dirs.insert(dir);
+            if matches!(job.segment, StagedSegment::File(_)) {
+                dirs.insert(dir);
+            }
             next.insert(job.key.clone(), (id, uid_validity, uid_next));
             planned.push(Planned {
                 job,
@@ -98,8 +110,15 @@ impl MailStore {
         if let Err(e) = durable {
             let msg = e.to_string();
             for p in planned {
-                // Put the segment back so the caller's cleanup removes it.
-                let _ = fs::rename(&p.dest, &p.job.path);
+                match &p.job.segment {
+                    // Put the segment back so the caller's cleanup removes it.
+                    StagedSegment::File(path) => {
+                        let _ = fs::rename(&p.dest, path);
+                    }
+                    StagedSegment::Inline(_) => {
+                        let _ = fs::remove_file(&p.dest);
+                    }
+                }
                 p.job.set(Err(StoreError::Index(msg.clone())));
             }
             return;
@@ -149,8 +168,14 @@ impl MailStore {
         let tx = self.db.begin_write().map_err(db_err)?;
         {
             let mut msgs = tx.open_table(MESSAGES).map_err(db_err)?;
+            let mut inline = tx.open_table(INLINE_SEGMENTS).map_err(db_err)?;
             for p in planned {
                 let segment = p.uids.first().copied().unwrap_or(0);
+                if let StagedSegment::Inline(bytes) = &p.job.segment {
+                    inline
+                        .insert((p.id, segment), bytes.as_slice())
+                        .map_err(db_err)?;
+                }
                 for (part, uid) in p.job.parts.iter().zip(&p.uids) {
                     let rec = MessageRecord {
                         size: part.size,

@@ -8,6 +8,10 @@ use crate::imap::codec::datetime::InternalDate;
 pub const MAILBOXES: TableDefinition<&str, &[u8]> = TableDefinition::new("mailboxes");
 /// `(mailbox id, uid)` → [`MessageRecord`] bytes.
 pub const MESSAGES: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("messages");
+/// `(mailbox id, segment)` → the bytes of an inline segment (an APPEND whose literals were
+/// small enough to be committed inside the index transaction; see the module docs).
+pub const INLINE_SEGMENTS: TableDefinition<(u64, u32), &[u8]> =
+    TableDefinition::new("inline_segments");
 /// Counters: `next_mailbox_id`, `last_uid_validity`.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// `user \0 mailbox` of subscribed names → 1.

@@ -1,13 +1,14 @@
 //! The mailbox namespace: CREATE, DELETE, RENAME, listing and subscriptions, each one durable
 //! index transaction, and the counters behind mailbox ids and UIDVALIDITY.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 
 use redb::ReadableTable;
 
 use super::index::{
-    MAILBOXES, MESSAGES, META, MailboxRecord, SUBSCRIPTIONS, mailbox_key, split_key,
+    INLINE_SEGMENTS, MAILBOXES, MESSAGES, META, MailboxRecord, SUBSCRIPTIONS, mailbox_key,
+    split_key,
 };
 use super::{MailStore, MailboxView, StoreError, db_err, validate_name};
 use crate::imap::faults::Fault;
@@ -110,6 +111,11 @@ impl MailStore {
             let mut msgs = tx.open_table(MESSAGES).map_err(db_err)?;
             for uid in view.messages.keys() {
                 msgs.remove((view.id, *uid)).map_err(db_err)?;
+            }
+            let mut inline = tx.open_table(INLINE_SEGMENTS).map_err(db_err)?;
+            let segments: BTreeSet<u32> = view.messages.values().map(|m| m.segment).collect();
+            for seg in segments {
+                inline.remove((view.id, seg)).map_err(db_err)?;
             }
         }
         tx.commit().map_err(db_err)?;

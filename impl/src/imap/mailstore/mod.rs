@@ -1,34 +1,49 @@
 //! The durable mail store behind `imapd`.
 //!
-//! # Design: one segment file per APPEND, one index transaction
+//! # Design: one segment per APPEND, one index transaction
 //! ```text
 //! DATA/index.redb            mailboxes, messages (flags, size, date, segment, offset), counters,
-//!                            subscriptions
-//! DATA/staging/<n>.seg       the message literals of an APPEND command in progress
+//!                            subscriptions, inline segments
+//! DATA/staging/<n>.seg       the message literals of a large APPEND command in progress
 //! DATA/blobs/<id>/<uid>      committed segments: the messages of one APPEND, back to back,
 //!                            named by the first UID of that APPEND
 //! ```
-//! An APPEND streams all its message literals, one after the other, into ONE staging segment
-//! file while they arrive, so memory stays bounded whatever the message size and a command
-//! costs one file however many messages it has. When the command's last literal is in, the
-//! session fsyncs the segment ([`StagedAppend`]) and calls [`MailStore::append`], which, holding
-//! the single writer lock (concurrent APPENDs are group-committed: whoever holds the lock
-//! commits every queued APPEND in the same steps, see `group_commit.rs`):
+//! A command costs one segment however many messages it has. Where the segment's bytes go
+//! depends on the command's total literal size:
+//!
+//! * **Inline** (at most [`MailStore::inline_segment_limit`], default
+//!   [`DEFAULT_INLINE_SEGMENT_LIMIT`] = 256 KiB): the session buffers the literals in memory
+//!   ([`StagedSegment::Inline`]) and the commit stores the segment in the `inline_segments`
+//!   table of the SAME redb transaction that inserts the message records. The transaction's
+//!   fsync is the only one: a small MULTIAPPEND costs one fsync instead of three. The commit
+//!   also writes `blobs/<id>/<uid>` WITHOUT fsync, as a read cache, so FETCH, SEARCH and COPY
+//!   read every segment the same way; [`MailStore::open`] rewrites any cache file that a crash
+//!   left missing or torn from its index copy (startup reads every inline segment once).
+//! * **File** (larger): the literals stream into ONE staging file while they arrive, so memory
+//!   stays bounded whatever the message size (a command that crosses the limit in its middle
+//!   moves what it had buffered into the file). The session fsyncs the file, the commit renames
+//!   it to `blobs/<id>/<first uid>` and fsyncs that directory before the redb transaction: three
+//!   fsyncs, whatever the message count.
+//!
+//! [`MailStore::append`] holds the single writer lock (concurrent APPENDs are group-committed:
+//! whoever holds the lock commits every queued APPEND in the same steps, see `group_commit.rs`):
 //! 1. picks the UIDs `uid_next .. uid_next+k` of the mailbox,
-//! 2. renames the segment to `blobs/<id>/<first uid>` and fsyncs that directory,
+//! 2. puts the segment in place (rename, or write of the cache file) and fsyncs the directories
+//!    of the file-backed segments,
 //! 3. commits ONE redb write transaction (durable: fsync before return) that inserts the k
-//!    message records (segment, offset, size, flags, date) and advances UIDNEXT,
+//!    message records (segment, offset, size, flags, date), the inline segments, and advances
+//!    UIDNEXT,
 //! 4. only then publishes the k messages to the in-memory view in one step and wakes the
 //!    sessions that have the mailbox selected.
 //!
-//! So a command costs three fsyncs (segment, directory, index) whatever its message count, and
-//! concurrent commands share the directory and index fsyncs. The
-//! commit point is the redb transaction. A crash before it leaves at most a renamed segment
+//! The commit point is the redb transaction. A crash before it leaves at most a segment file
 //! that no index record names; [`MailStore::open`] deletes it, together with everything under
-//! `staging/`. A crash after it leaves the complete command. So after a restart a command's
-//! messages are all there or none is, UIDs are strictly ascending (UIDNEXT is only advanced in
-//! the same transaction), and UIDVALIDITY is whatever the index stored. EXPUNGE deletes a
-//! segment once none of its messages is left.
+//! `staging/`. A crash after it leaves the complete command (an inline segment's cache file is
+//! restored from the index). So after a restart a command's messages are all there or none is,
+//! UIDs are strictly ascending (UIDNEXT is only advanced in the same transaction), and
+//! UIDVALIDITY is whatever the index stored. EXPUNGE deletes a segment (file and inline copy,
+//! the latter in the EXPUNGE's transaction) once none of its messages is left; DELETE drops the
+//! mailbox's inline copies in its transaction.
 //!
 //! Readers never take the writer lock: the in-memory view ([`MailboxView`]) is behind a short
 //! mutex and segments are immutable files.
@@ -48,7 +63,8 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::watch;
 
 use self::index::{
-    MAILBOXES, MESSAGES, META, MailboxRecord, MessageRecord, SUBSCRIPTIONS, mailbox_key,
+    INLINE_SEGMENTS, MAILBOXES, MESSAGES, META, MailboxRecord, MessageRecord, SUBSCRIPTIONS,
+    mailbox_key,
 };
 use super::codec::command::StoreOp;
 use super::codec::datetime::InternalDate;
@@ -112,13 +128,32 @@ pub struct MailboxView {
     pub flag_changes: BTreeMap<u32, u64>,
 }
 
-/// The messages of one APPEND received into a staging segment, fsynced, ready to commit.
+/// Page cache of the redb index: 16 MiB. Every record the sessions need is in the in-memory
+/// view, so the cache only serves commits; redb's default (1 GiB) let the process grow by the
+/// size of every inline segment written (measured: ~950 MiB after 340,000 messages of 2 KB).
+pub const INDEX_CACHE_SIZE: usize = 16 << 20;
+
+/// Default of [`MailStore::inline_segment_limit`]: 256 KiB.
+pub const DEFAULT_INLINE_SEGMENT_LIMIT: u64 = 256 * 1024;
+
+/// The messages of one APPEND, ready to commit.
 #[derive(Debug)]
 pub struct StagedAppend {
-    /// The staging segment file.
-    pub path: PathBuf,
+    /// Where the segment's bytes are.
+    pub segment: StagedSegment,
     /// The messages, in order, back to back in the segment.
     pub parts: Vec<StagedPart>,
+}
+
+/// The bytes of a staged segment: a fsynced staging file (large commands), or memory (commands
+/// of at most [`MailStore::inline_segment_limit`] octets, committed inside the index
+/// transaction so that they cost one fsync).
+#[derive(Debug)]
+pub enum StagedSegment {
+    /// A staging file, already fsynced; renamed into `blobs/` by the commit.
+    File(PathBuf),
+    /// The segment's bytes, stored in the index's inline table by the commit.
+    Inline(Vec<u8>),
 }
 
 /// One message of a [`StagedAppend`].
@@ -190,6 +225,9 @@ pub struct MailStore {
     faults: Faults,
     /// Test hook: APPEND commits fail while it is on.
     disk_fault: Option<DiskFault>,
+    /// Commands whose literals total at most this many octets are kept in memory and committed
+    /// inline (see the module docs). Default [`DEFAULT_INLINE_SEGMENT_LIMIT`]; 0 = never.
+    inline_segment_limit: u64,
 }
 
 impl std::fmt::Debug for MailStore {
@@ -200,6 +238,55 @@ impl std::fmt::Debug for MailStore {
 
 fn fsync_dir(path: &Path) -> io::Result<()> {
     fs::File::open(path)?.sync_all()
+}
+
+/// Recovery of inline segments: the index is their durable copy and `blobs/<id>/<segment>`
+/// a cache written without fsync, so a crash may leave that file missing or torn. Rewrite every
+/// file that differs from its index copy, and drop index copies no live message names.
+fn restore_inline_segments(
+    dir: &Path,
+    db: &Database,
+    live: &HashMap<u64, &MailboxView>,
+) -> Result<(), StoreError> {
+    let mut dead = Vec::new();
+    {
+        let tx = db.begin_read().map_err(db_err)?;
+        let inline = tx.open_table(INLINE_SEGMENTS).map_err(db_err)?;
+        for row in inline.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            let (id, segment) = k.value();
+            let named = live
+                .get(&id)
+                .is_some_and(|view| view.messages.values().any(|m| m.segment == segment));
+            if !named {
+                dead.push((id, segment));
+                continue;
+            }
+            let path = dir
+                .join("blobs")
+                .join(id.to_string())
+                .join(segment.to_string());
+            let bytes = v.value();
+            if fs::read(&path).ok().as_deref() != Some(bytes) {
+                tracing::warn!(path = %path.display(), "restoring inline segment file from the index");
+                if let Some(parent) = path.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                fs::write(&path, bytes)?;
+            }
+        }
+    }
+    if !dead.is_empty() {
+        let tx = db.begin_write().map_err(db_err)?;
+        {
+            let mut inline = tx.open_table(INLINE_SEGMENTS).map_err(db_err)?;
+            for k in dead {
+                inline.remove(k).map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)?;
+    }
+    Ok(())
 }
 
 fn validate_name(name: &str) -> Result<(), StoreError> {
@@ -235,13 +322,17 @@ impl MailStore {
             let e = e?;
             fs::remove_file(e.path())?;
         }
-        let db = Database::create(dir.join("index.redb")).map_err(db_err)?;
+        let db = redb::Builder::new()
+            .set_cache_size(INDEX_CACHE_SIZE)
+            .create(dir.join("index.redb"))
+            .map_err(db_err)?;
         {
             let tx = db.begin_write().map_err(db_err)?;
             tx.open_table(MAILBOXES).map_err(db_err)?;
             tx.open_table(MESSAGES).map_err(db_err)?;
             tx.open_table(META).map_err(db_err)?;
             tx.open_table(SUBSCRIPTIONS).map_err(db_err)?;
+            tx.open_table(INLINE_SEGMENTS).map_err(db_err)?;
             tx.commit().map_err(db_err)?;
         }
         let mut state = State::default();
@@ -317,6 +408,7 @@ impl MailStore {
                 }
             }
         }
+        restore_inline_segments(dir, &db, &live)?;
         Ok(MailStore {
             dir: dir.to_path_buf(),
             db,
@@ -326,7 +418,19 @@ impl MailStore {
             staging_seq: AtomicU64::new(0),
             faults,
             disk_fault: None,
+            inline_segment_limit: DEFAULT_INLINE_SEGMENT_LIMIT,
         })
+    }
+
+    /// Commands whose message literals total at most this many octets are staged in memory and
+    /// committed inline ([`StagedSegment::Inline`]); larger ones stream to a staging file.
+    pub fn inline_segment_limit(&self) -> u64 {
+        self.inline_segment_limit
+    }
+
+    /// Change [`MailStore::inline_segment_limit`] (0 = every command is file-backed).
+    pub fn set_inline_segment_limit(&mut self, limit: u64) {
+        self.inline_segment_limit = limit;
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -457,7 +561,10 @@ impl MailStore {
         }
         let job = Arc::new(group_commit::Job {
             key,
-            path: staged.path.clone(),
+            segment: match &staged.segment {
+                StagedSegment::File(p) => StagedSegment::File(p.clone()),
+                StagedSegment::Inline(b) => StagedSegment::Inline(b.clone()),
+            },
             parts: staged.parts.clone(),
             result: Mutex::new(None),
         });
@@ -490,7 +597,28 @@ impl MailStore {
         let dir = self.dir.join("blobs").join(view.id.to_string());
         fs::create_dir_all(&dir)?;
         let dest = dir.join(first.to_string());
-        fs::rename(&staged.path, &dest)?;
+        // This fault path always uses a segment file (an inline segment is written to one).
+        let (path, temporary) = match &staged.segment {
+            StagedSegment::File(p) => (p.clone(), false),
+            StagedSegment::Inline(bytes) => {
+                let p = self.staging_path();
+                let written = fs::File::create(&p).and_then(|mut f| {
+                    io::Write::write_all(&mut f, bytes)?;
+                    f.sync_data()
+                });
+                if let Err(e) = written {
+                    let _ = fs::remove_file(&p);
+                    return Err(e.into());
+                }
+                (p, true)
+            }
+        };
+        if let Err(e) = fs::rename(&path, &dest) {
+            if temporary {
+                let _ = fs::remove_file(&path);
+            }
+            return Err(e.into());
+        }
         let synced = fsync_dir(&dir);
         let result = synced.map_err(StoreError::from).and_then(|()| {
             for (i, part) in staged.parts.iter().enumerate() {
@@ -504,7 +632,11 @@ impl MailStore {
         });
         if let Err(e) = result {
             // Put the segment back so the caller's cleanup removes it.
-            let _ = fs::rename(&dest, &staged.path);
+            if temporary {
+                let _ = fs::remove_file(&dest);
+            } else {
+                let _ = fs::rename(&dest, &path);
+            }
             return Err(e);
         }
         Ok(Appended {
@@ -659,32 +791,44 @@ impl MailStore {
         if gone.is_empty() {
             return Ok(gone);
         }
+        // Segments none of whose messages is left (the writer lock keeps this exact).
+        let dead_segments: Vec<u32> = self
+            .with_view(id, |view| {
+                let gone_set: BTreeSet<u32> = gone.iter().copied().collect();
+                let mut candidates = BTreeSet::new();
+                let mut still = BTreeSet::new();
+                for (uid, m) in &view.messages {
+                    if gone_set.contains(uid) {
+                        candidates.insert(m.segment);
+                    } else {
+                        still.insert(m.segment);
+                    }
+                }
+                candidates.difference(&still).copied().collect()
+            })
+            .unwrap_or_default();
         let tx = self.db.begin_write().map_err(db_err)?;
         {
             let mut msgs = tx.open_table(MESSAGES).map_err(db_err)?;
             for uid in &gone {
                 msgs.remove((id, *uid)).map_err(db_err)?;
             }
+            let mut inline = tx.open_table(INLINE_SEGMENTS).map_err(db_err)?;
+            for seg in &dead_segments {
+                inline.remove((id, *seg)).map_err(db_err)?;
+            }
         }
         tx.commit().map_err(db_err)?;
-        let dead_segments: Vec<u32> = {
+        {
             let mut st = self.state();
-            let mut dead = Vec::new();
             if let Some(live) = st.mailboxes.values_mut().find(|m| m.id == id) {
-                let candidates: BTreeSet<u32> = gone
-                    .iter()
-                    .filter_map(|u| live.messages.get(u).map(|m| m.segment))
-                    .collect();
                 for uid in &gone {
                     live.messages.remove(uid);
                     live.flag_changes.remove(uid);
                 }
-                let still: BTreeSet<u32> = live.messages.values().map(|m| m.segment).collect();
-                dead = candidates.difference(&still).copied().collect();
             }
             self.notify(&st, id);
-            dead
-        };
+        }
         for seg in dead_segments {
             let _ = fs::remove_file(self.segment_path(id, seg));
         }
@@ -696,8 +840,8 @@ impl MailStore {
 mod tests {
     use super::*;
 
-    fn stage(store: &MailStore, bodies: &[&[u8]]) -> StagedAppend {
-        let path = store.staging_path();
+    /// The segment bytes and parts of `bodies`, back to back, each flagged `\\Seen`.
+    fn segment_of(bodies: &[&[u8]]) -> (Vec<u8>, Vec<StagedPart>) {
         let mut all = Vec::new();
         let mut parts = Vec::new();
         for b in bodies {
@@ -709,8 +853,17 @@ mod tests {
             });
             all.extend_from_slice(b);
         }
+        (all, parts)
+    }
+
+    fn stage(store: &MailStore, bodies: &[&[u8]]) -> StagedAppend {
+        let path = store.staging_path();
+        let (all, parts) = segment_of(bodies);
         fs::write(&path, all).unwrap();
-        StagedAppend { path, parts }
+        StagedAppend {
+            segment: StagedSegment::File(path),
+            parts,
+        }
     }
 
     fn body(store: &MailStore, id: u64, uid: u32) -> Vec<u8> {
@@ -733,7 +886,10 @@ mod tests {
                 s.append("u", "nope", &missing),
                 Err(StoreError::NoMailbox)
             ));
-            assert!(missing.path.exists(), "left for the caller to remove");
+            let StagedSegment::File(path) = &missing.segment else {
+                panic!("file-backed")
+            };
+            assert!(path.exists(), "left for the caller to remove");
             let v = s.view("u", "INBOX").unwrap();
             (v.uid_validity, v.id)
         };
@@ -827,5 +983,98 @@ mod tests {
             s.create("u", "x/"),
             Err(StoreError::InvalidName(_))
         ));
+    }
+
+    fn inline_rows(store: &MailStore) -> Vec<(u64, u32)> {
+        let tx = store.db.begin_read().unwrap();
+        let t = tx.open_table(INLINE_SEGMENTS).unwrap();
+        t.iter().unwrap().map(|r| r.unwrap().0.value()).collect()
+    }
+
+    fn inline(bodies: &[&[u8]]) -> StagedAppend {
+        let (all, parts) = segment_of(bodies);
+        StagedAppend {
+            segment: StagedSegment::Inline(all),
+            parts,
+        }
+    }
+
+    #[test]
+    fn inline_and_file_segments_survive_restart_and_torn_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![b'x'; 300 * 1024];
+        let id = {
+            let s = MailStore::open(dir.path(), Faults::default()).unwrap();
+            assert_eq!(s.inline_segment_limit(), DEFAULT_INLINE_SEGMENT_LIMIT);
+            s.create("u", "INBOX").unwrap();
+            let id = s.view("u", "INBOX").unwrap().id;
+            let r = s
+                .append("u", "INBOX", &inline(&[b"one\r\n", b"two"]))
+                .unwrap();
+            assert_eq!(r.uids, vec![1, 2]);
+            assert_eq!(
+                body(&s, id, 2),
+                b"two",
+                "readable at once from the cache file"
+            );
+            let r = s.append("u", "INBOX", &stage(&s, &[&big])).unwrap();
+            assert_eq!(r.uids, vec![3]);
+            assert_eq!(inline_rows(&s), vec![(id, 1)], "only the inline command");
+            id
+        };
+        // A crash may leave the unsynced cache file torn or missing.
+        fs::write(
+            dir.path().join("blobs").join(id.to_string()).join("1"),
+            b"on",
+        )
+        .unwrap();
+        let s = MailStore::open(dir.path(), Faults::default()).unwrap();
+        assert_eq!(body(&s, id, 1), b"one\r\n");
+        assert_eq!(body(&s, id, 2), b"two");
+        assert_eq!(body(&s, id, 3), big);
+        drop(s);
+        fs::remove_file(dir.path().join("blobs").join(id.to_string()).join("1")).unwrap();
+        let s = MailStore::open(dir.path(), Faults::default()).unwrap();
+        assert_eq!(body(&s, id, 1), b"one\r\n");
+        assert_eq!(s.view("u", "INBOX").unwrap().uid_next, 4);
+    }
+
+    #[test]
+    fn expunge_and_delete_drop_inline_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = MailStore::open(dir.path(), Faults::default()).unwrap();
+        s.create("u", "a").unwrap();
+        let id = s.view("u", "a").unwrap().id;
+        s.append("u", "a", &inline(&[b"1", b"2"])).unwrap();
+        s.append("u", "a", &inline(&[b"3"])).unwrap();
+        s.store_flags(id, &[1], StoreOp::Add, &["\\Deleted".into()])
+            .unwrap();
+        s.expunge(id).unwrap();
+        assert_eq!(
+            inline_rows(&s),
+            vec![(id, 1), (id, 3)],
+            "UID 2 still in segment 1"
+        );
+        s.store_flags(id, &[2], StoreOp::Add, &["\\Deleted".into()])
+            .unwrap();
+        s.expunge(id).unwrap();
+        assert_eq!(inline_rows(&s), vec![(id, 3)]);
+        assert!(!s.segment_path(id, 1).exists());
+        assert_eq!(body(&s, id, 3), b"3");
+        s.delete("u", "a").unwrap();
+        assert!(inline_rows(&s).is_empty());
+    }
+
+    #[test]
+    fn append_not_atomic_fault_accepts_inline_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = MailStore::open(dir.path(), Faults::default()).unwrap();
+        s.create("u", "a").unwrap();
+        let id = s.view("u", "a").unwrap().id;
+        let key = mailbox_key("u", "a");
+        let r = s.append_one_by_one(&key, &inline(&[b"p", b"q"])).unwrap();
+        assert_eq!(r.uids, vec![1, 2]);
+        assert_eq!(body(&s, id, 2), b"q");
+        assert_eq!(fs::read_dir(dir.path().join("staging")).unwrap().count(), 0);
     }
 }

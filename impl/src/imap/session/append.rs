@@ -1,7 +1,9 @@
 //! APPEND with one or many messages (RFC 3502), streamed to staging files.
 //!
-//! Each message literal goes straight from the socket buffer into its own staging file, so
-//! memory stays bounded by the read buffer whatever the message size. The messages are
+//! While the command's literals total at most the store's `inline_segment_limit` (default
+//! 256 KiB) they are buffered in memory and committed inside the index transaction (one fsync);
+//! a literal that would go past it moves the buffer to a staging file and streams from the
+//! socket buffer into it, so memory stays bounded whatever the message size. The messages are
 //! committed by one [`MailStore::append`] after the command's last literal: all or nothing.
 //! Faults are classified with the oracle's [`MessageFault`]; a refused command keeps the stream
 //! in sync through [`Session::skip_command`].
@@ -18,12 +20,15 @@ use crate::imap::codec::datetime::InternalDate;
 use crate::imap::codec::framer::{Frame, LiteralSpec};
 use crate::imap::codec::parser::{Cursor, Piece};
 use crate::imap::faults::Fault;
-use crate::imap::mailstore::{StagedAppend, StagedPart, StoreError};
+use crate::imap::mailstore::{StagedAppend, StagedPart, StagedSegment, StoreError};
 
 /// The staging segment of one APPEND; removed on drop unless committed.
 struct Staging {
-    /// The segment file, once the first literal is accepted.
+    /// The segment file, once a literal would take the command past the store's
+    /// `inline_segment_limit` (the bytes buffered so far are moved into it).
     file: Option<(std::path::PathBuf, tokio::fs::File)>,
+    /// The literals while the command stays within the inline limit.
+    mem: Vec<u8>,
     parts: Vec<StagedPart>,
     len: u64,
 }
@@ -117,6 +122,7 @@ impl Session {
 
         let mut staging = Staging {
             file: None,
+            mem: Vec::new(),
             parts: Vec::new(),
             len: 0,
         };
@@ -243,19 +249,28 @@ impl Session {
             return;
         }
         staging.parts.truncate(complete);
-        let Some((path, mut file)) = staging.file.take() else {
-            return;
+        let mut cleanup = RemoveOnDrop(None);
+        let segment = match staging.file.take() {
+            Some((path, mut file)) => {
+                cleanup = RemoveOnDrop(Some(path.clone()));
+                if file.flush().await.is_err() {
+                    return;
+                }
+                StagedSegment::File(path)
+            }
+            None => {
+                let end = staging.parts.last().map_or(0, |p| p.offset + p.size);
+                let mut bytes = std::mem::take(&mut staging.mem);
+                bytes.truncate(usize::try_from(end).unwrap_or(usize::MAX));
+                StagedSegment::Inline(bytes)
+            }
         };
-        let _cleanup = RemoveOnDrop(Some(path.clone()));
-        if file.flush().await.is_err() {
-            return;
-        }
-        drop(file);
         let staged = StagedAppend {
-            path,
+            segment,
             parts: std::mem::take(&mut staging.parts),
         };
         let _ = self.shared.store.append(&self.user(), mailbox, &staged);
+        drop(cleanup);
     }
 
     /// Accept one literal and stream it onto the end of the staging segment.
@@ -266,10 +281,14 @@ impl Session {
         flags: Vec<String>,
         date: InternalDate,
     ) -> Res<()> {
-        if staging.file.is_none() {
+        let inline_limit = self.shared.store.inline_segment_limit();
+        if staging.file.is_none() && staging.len.saturating_add(spec.len) > inline_limit {
+            // Too big to commit inline: spill to a staging file and stream from here on.
             let path = self.shared.store.staging_path();
             let file = tokio::fs::File::create(&path).await?;
-            staging.file = Some((path, file));
+            let buffered = std::mem::take(&mut staging.mem);
+            let (_, file) = staging.file.insert((path, file));
+            file.write_all(&buffered).await?;
         }
         staging.parts.push(StagedPart {
             offset: staging.len,
@@ -287,11 +306,10 @@ impl Session {
         }
         loop {
             match self.next_frame(false).await? {
-                Frame::LiteralData(b) => {
-                    if let Some((_, file)) = staging.file.as_mut() {
-                        file.write_all(&b).await?;
-                    }
-                }
+                Frame::LiteralData(b) => match staging.file.as_mut() {
+                    Some((_, file)) => file.write_all(&b).await?,
+                    None => staging.mem.extend_from_slice(&b),
+                },
                 Frame::LiteralEnd => return Ok(()),
                 Frame::Line { .. } => {
                     self.push_line("* BYE internal framing error");
@@ -302,27 +320,38 @@ impl Session {
     }
 
     async fn commit_append(&mut self, tag: &str, mailbox: &str, mut staging: Staging) -> Res<Flow> {
-        // From here the segment's removal on failure is `cleanup`'s job.
-        let Some((path, mut file)) = staging.file.take() else {
+        if staging.parts.is_empty() {
             self.tagged(tag, "BAD", "APPEND: expected a message literal");
             return Ok(Flow::Continue);
-        };
-        let cleanup = RemoveOnDrop(Some(path.clone()));
-        // One fsync for the whole command's segment.
-        let synced = async {
-            file.flush().await?;
-            file.sync_data().await
         }
-        .await;
-        drop(file);
-        let staged = StagedAppend {
-            path,
-            parts: std::mem::take(&mut staging.parts),
+        let parts = std::mem::take(&mut staging.parts);
+        // From here the segment's removal on failure is `cleanup`'s job.
+        let (staged, cleanup) = match staging.file.take() {
+            // Small command: committed inside the index transaction, no file of its own.
+            None => (
+                StagedAppend {
+                    segment: StagedSegment::Inline(std::mem::take(&mut staging.mem)),
+                    parts,
+                },
+                RemoveOnDrop(None),
+            ),
+            Some((path, mut file)) => {
+                let cleanup = RemoveOnDrop(Some(path.clone()));
+                // One fsync for the whole command's segment.
+                let synced = async {
+                    file.flush().await?;
+                    file.sync_data().await
+                }
+                .await;
+                drop(file);
+                if let Err(e) = synced {
+                    self.tagged(tag, "NO", &format!("APPEND failed: {e}"));
+                    return Ok(Flow::Continue);
+                }
+                let segment = StagedSegment::File(path);
+                (StagedAppend { segment, parts }, cleanup)
+            }
         };
-        if let Err(e) = synced {
-            self.tagged(tag, "NO", &format!("APPEND failed: {e}"));
-            return Ok(Flow::Continue);
-        }
         let store = self.shared.store.clone();
         let (user, name) = (self.user(), mailbox.to_string());
         let result = tokio::task::spawn_blocking(move || store.append(&user, &name, &staged)).await;

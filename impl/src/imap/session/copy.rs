@@ -8,7 +8,7 @@ use murder_model::multiappend::uid_set;
 use super::Session;
 use crate::imap::codec::command::SequenceSet;
 use crate::imap::faults::Fault;
-use crate::imap::mailstore::{MailStore, StagedAppend, StagedPart, StoreError};
+use crate::imap::mailstore::{MailStore, StagedAppend, StagedPart, StagedSegment, StoreError};
 
 /// Copy the byte ranges `(segment file, offset, size)` into a new staging segment (fsynced).
 fn stage_copies(
@@ -94,10 +94,13 @@ impl Session {
         let (to, s) = (mailbox.to_string(), store.clone());
         let result = tokio::task::spawn_blocking(move || {
             let path = stage_copies(&s, &sources)?;
-            let staged = StagedAppend { path, parts };
+            let staged = StagedAppend {
+                segment: StagedSegment::File(path.clone()),
+                parts,
+            };
             let r = s.append(&user, &to, &staged);
             if r.is_err() {
-                let _ = std::fs::remove_file(&staged.path);
+                let _ = std::fs::remove_file(&path);
             }
             r
         })
