@@ -75,6 +75,11 @@ struct Args {
     /// Largest APPEND message literal in octets.
     #[arg(long)]
     max_message_size: Option<u64>,
+    /// APPENDs whose literals total at most this many octets are buffered in memory and
+    /// committed in one index transaction (one fsync); larger ones stream to disk. 0 = always
+    /// stream. Worst-case memory is about this times the connection limit.
+    #[arg(long, default_value_t = imap::Limits::default().inline_append_limit, value_name = "OCTETS")]
+    inline_append_limit: u64,
     /// Failed LOGIN/AUTHENTICATE attempts per connection before `* BYE` and close.
     #[arg(long, default_value_t = imap::Limits::default().max_auth_failures)]
     max_auth_failures: u32,
@@ -142,6 +147,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.limits.max_connections = args.max_connections;
     config.limits.max_connections_per_ip = args.max_connections_per_ip;
     config.limits.max_auth_failures = args.max_auth_failures;
+    config.limits.inline_append_limit = args.inline_append_limit;
     if let Some(m) = args.max_message_size {
         config.limits.max_message_size = m;
     }

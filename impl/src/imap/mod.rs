@@ -83,6 +83,11 @@ pub struct Limits {
     /// followed by `* BYE` and the connection closes. A cancelled AUTHENTICATE (`*`), an
     /// unsupported mechanism and a refusal before STARTTLS are not failures. 0 acts as 1.
     pub max_auth_failures: u32,
+    /// An APPEND whose literals total at most this many octets is buffered in memory and
+    /// committed inside the index transaction (one fsync per command); larger ones stream to a
+    /// staging file. Bounds the memory one session spends on an APPEND. 0 = always stream.
+    /// Default 256 KiB (`mailstore::DEFAULT_INLINE_SEGMENT_LIMIT`).
+    pub inline_append_limit: u64,
 }
 
 impl Default for Limits {
@@ -97,6 +102,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30 * 60),
             read_chunk: 64 * 1024,
             max_auth_failures: 3,
+            inline_append_limit: mailstore::DEFAULT_INLINE_SEGMENT_LIMIT,
         }
     }
 }

@@ -22,6 +22,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ImapError> {
     if let Some(d) = &config.disk_fault {
         store.set_disk_fault(d.clone());
     }
+    store.set_inline_segment_limit(config.limits.inline_append_limit);
     let store = Arc::new(store);
     let shared = Arc::new(Shared::new(&config, store));
     if let Some(murder) = &shared.murder {
