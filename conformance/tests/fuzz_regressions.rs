@@ -53,3 +53,14 @@ fn wire_line_limit_regardless_of_reads() {
         checks::check_wire_tokenizer_strict(&data);
     }
 }
+
+/// A `${repeat:1048576:...}` inside a `<~` regex made the regex parser take gigabytes (found by
+/// the `scenario_parser` fuzz target as an out-of-memory): now the scenario parser refuses a
+/// regex longer than `template::MAX_REGEX_LEN` before expanding or compiling it.
+#[test]
+fn a_huge_regex_is_refused_not_compiled() {
+    let path = fuzz_dir().join("regressions/scenario_parser/regex-repeat-oom-9be56f1b2");
+    let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+    let err = conformance::scenario::parse_scenario("oom.scn", &text).unwrap_err();
+    assert!(err.to_string().contains("regex longer than"), "{err}");
+}

@@ -617,8 +617,7 @@ impl Exec<'_> {
             StepKind::ExpectRegex { conn, regex } => {
                 let src = self.expand(conn, regex)?;
                 let src = format!("(?s)^(?:{})$", String::from_utf8_lossy(&src));
-                let re = regex::bytes::Regex::new(&src)
-                    .map_err(|e| StepFail::msg(format!("bad regex: {e}")))?;
+                let re = crate::scenario::template::compile_regex(&src).map_err(StepFail::msg)?;
                 let deadline = self.deadline();
                 let line = self.read(conn, deadline).await?;
                 if !re.is_match(&line.bytes) || line.bare_lf {

@@ -545,14 +545,20 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, ParseError> {
                 "<~" => {
                     need_arg(&p)?;
                     let t = p.template(arg, arg_col, Mode::Regex)?;
+                    if t.size_bound(2) > template::MAX_REGEX_LEN {
+                        return Err(p.err(
+                            arg_col,
+                            format!("regex longer than {} bytes", template::MAX_REGEX_LEN),
+                        ));
+                    }
                     // Check the regex compiles with placeholder values substituted.
                     let mut env = template::Env::default();
                     for v in t.vars() {
                         env.set(v, "x");
                     }
                     let src = t.expand(&env).map_err(|e| p.err(arg_col, e))?;
-                    regex::bytes::Regex::new(&String::from_utf8_lossy(&src))
-                        .map_err(|e| p.err(arg_col, format!("bad regex: {e}")))?;
+                    template::compile_regex(&String::from_utf8_lossy(&src))
+                        .map_err(|e| p.err(arg_col, e))?;
                     StepKind::ExpectRegex { conn, regex: t }
                 }
                 "closed" | "silent" | "settle" | "unordered" if !arg.trim().is_empty() => {

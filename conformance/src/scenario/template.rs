@@ -5,6 +5,26 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 
+/// Longest regex (`<~`) a scenario may expand to, in bytes. Beyond it the regex crate's parser
+/// can take gigabytes (found by the `scenario_parser` fuzz target with a `${repeat:...}` inside
+/// a regex); a line worth matching with a regex is far shorter. 64 KiB.
+pub const MAX_REGEX_LEN: usize = 64 * 1024;
+
+/// Largest expansion of one template, in bytes (a `${repeat:N:...}` beyond it is an error, not
+/// an allocation that aborts the runner). The corpus's longest line is about 32 MiB. 256 MiB.
+pub const MAX_EXPANSION: usize = 256 << 20;
+
+/// Compile the expanded source of a `<~` regex, refusing one longer than [`MAX_REGEX_LEN`].
+pub fn compile_regex(src: &str) -> Result<regex::bytes::Regex, String> {
+    if src.len() > MAX_REGEX_LEN {
+        return Err(format!(
+            "bad regex: {} bytes long, more than {MAX_REGEX_LEN}",
+            src.len()
+        ));
+    }
+    regex::bytes::Regex::new(src).map_err(|e| format!("bad regex: {e}"))
+}
+
 /// How backslashes are read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -281,6 +301,23 @@ impl Template {
         out
     }
 
+    /// An upper bound of the expanded size when every placeholder's value is `var_len` bytes
+    /// (saturating; regex escaping can double a value, count that in `var_len`).
+    pub fn size_bound(&self, var_len: usize) -> usize {
+        self.pieces.iter().fold(0usize, |acc, p| {
+            let n = match p {
+                Piece::Bytes(b) => b.len(),
+                Piece::Var(_) => var_len,
+                Piece::Repeat(n, t) => n.saturating_mul(t.size_bound(var_len)),
+                Piece::Pad(n, t) => (*n).max(t.size_bound(var_len)),
+                Piece::Literal(t) => t.size_bound(var_len).saturating_add(24),
+                Piece::Len(_) => 20,
+                Piece::Base64(t) => t.size_bound(var_len).saturating_mul(4) / 3 + 4,
+            };
+            acc.saturating_add(n)
+        })
+    }
+
     /// The bytes, with every placeholder replaced. Fails on a name with no value.
     pub fn expand(&self, env: &Env) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
@@ -299,10 +336,22 @@ impl Template {
                     }
                 }
                 Piece::Repeat(n, t) => {
+                    let one = t.expand(env)?;
+                    if one.len().saturating_mul(*n) > MAX_EXPANSION {
+                        return Err(format!(
+                            "${{repeat:{n}:...}} of {} bytes is more than {MAX_EXPANSION} bytes",
+                            one.len()
+                        ));
+                    }
                     // `repeat` copies by doubling: fast for 10 MiB even in a debug build.
-                    out.extend_from_slice(&t.expand(env)?.repeat(*n));
+                    out.extend_from_slice(&one.repeat(*n));
                 }
                 Piece::Pad(n, t) => {
+                    if *n > MAX_EXPANSION {
+                        return Err(format!(
+                            "${{pad:{n}:...}} is more than {MAX_EXPANSION} bytes"
+                        ));
+                    }
                     let mut v = t.expand(env)?;
                     if v.len() > *n {
                         return Err(format!(
@@ -375,6 +424,11 @@ mod tests {
         let e = parse("ab $bogus", Mode::Send).unwrap_err();
         assert_eq!(e.offset, 3);
         assert!(parse("${repeat:x:a}", Mode::Send).is_err());
+        assert!(compile_regex("a+").is_ok());
+        let huge = parse("${repeat:18446744073709551615:ab}", Mode::Send).unwrap();
+        assert!(huge.expand(&Env::default()).is_err());
+        assert_eq!(huge.size_bound(1), usize::MAX);
+        assert!(compile_regex(&"a".repeat(MAX_REGEX_LEN + 1)).is_err());
         assert!(parse("${lit:a", Mode::Send).is_err());
         assert!(parse("a $ b", Mode::Send).is_err());
         assert!(parse("${nope:1}", Mode::Send).is_err());
