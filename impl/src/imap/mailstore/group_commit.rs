@@ -75,19 +75,12 @@ impl MailStore {
             };
             let dir = self.dir.join("blobs").join(id.to_string());
             let dest = dir.join(first.to_string());
-            let placed = fs::create_dir_all(&dir).and_then(|()| match &job.segment {
-                StagedSegment::File(path) => fs::rename(path, &dest),
-                // The file is only a cache of the index copy: no fsync (see the module docs).
-                StagedSegment::Inline(bytes) => fs::write(&dest, bytes),
-            });
-            if let Err(e) = placed {
-                if matches!(job.segment, StagedSegment::Inline(_)) {
-                    let _ = fs::remove_file(&dest);
+            // An inline segment's cache file is written by its first reader (module docs).
+            if let StagedSegment::File(path) = &job.segment {
+                if let Err(e) = fs::create_dir_all(&dir).and_then(|()| fs::rename(path, &dest)) {
+                    job.set(Err(e.into()));
+                    continue;
                 }
-                job.set(Err(e.into()));
-                continue;
-            }
-            if matches!(job.segment, StagedSegment::File(_)) {
                 dirs.insert(dir);
             }
             next.insert(job.key.clone(), (id, uid_validity, uid_next));
@@ -110,18 +103,22 @@ impl MailStore {
         if let Err(e) = durable {
             let msg = e.to_string();
             for p in planned {
-                match &p.job.segment {
-                    // Put the segment back so the caller's cleanup removes it.
-                    StagedSegment::File(path) => {
-                        let _ = fs::rename(&p.dest, path);
-                    }
-                    StagedSegment::Inline(_) => {
-                        let _ = fs::remove_file(&p.dest);
-                    }
+                // Put the segment back so the caller's cleanup removes it.
+                if let StagedSegment::File(path) = &p.job.segment {
+                    let _ = fs::rename(&p.dest, path);
                 }
                 p.job.set(Err(StoreError::Index(msg.clone())));
             }
             return;
+        }
+        // Inline segments are unwritten before anyone can see their messages.
+        {
+            let mut unwritten = self.unwritten();
+            for p in &planned {
+                if matches!(p.job.segment, StagedSegment::Inline(_)) {
+                    unwritten.insert((p.id, p.uids.first().copied().unwrap_or(0)));
+                }
+            }
         }
         // Publish: each job's messages appear in one step.
         let mut st = self.state();

@@ -126,6 +126,7 @@ impl MailStore {
                 w.send_modify(|v| *v += 1);
             }
         }
+        self.forget_unwritten(view.id, None);
         let blobs = self.dir.join("blobs").join(view.id.to_string());
         if blobs.exists() {
             fs::remove_dir_all(blobs)?;

@@ -15,10 +15,13 @@
 //!   [`DEFAULT_INLINE_SEGMENT_LIMIT`] = 256 KiB): the session buffers the literals in memory
 //!   ([`StagedSegment::Inline`]) and the commit stores the segment in the `inline_segments`
 //!   table of the SAME redb transaction that inserts the message records. The transaction's
-//!   fsync is the only one: a small MULTIAPPEND costs one fsync instead of three. The commit
-//!   also writes `blobs/<id>/<uid>` WITHOUT fsync, as a read cache, so FETCH, SEARCH and COPY
-//!   read every segment the same way; [`MailStore::open`] rewrites any cache file that a crash
-//!   left missing or torn from its index copy (startup reads every inline segment once).
+//!   fsync is the only one: a small MULTIAPPEND costs one fsync instead of three, and its
+//!   bytes are written once. `blobs/<id>/<uid>` is a read cache of that index copy, written
+//!   WITHOUT fsync by the first reader ([`MailStore::segment_path`]), so FETCH, SEARCH and
+//!   COPY read every segment the same way and a command nobody reads costs no second write
+//!   (measured: writing the cache at commit time was a quarter of imapd's CPU under
+//!   MULTIAPPEND load). Every inline segment starts "unwritten" after [`MailStore::open`], so a
+//!   cache file that a crash left missing or torn is rewritten before anyone reads it.
 //! * **File** (larger): the literals stream into ONE staging file while they arrive, so memory
 //!   stays bounded whatever the message size (a command that crosses the limit in its middle
 //!   moves what it had buffered into the file). The session fsyncs the file, the commit renames
@@ -28,8 +31,7 @@
 //! [`MailStore::append`] holds the single writer lock (concurrent APPENDs are group-committed:
 //! whoever holds the lock commits every queued APPEND in the same steps, see `group_commit.rs`):
 //! 1. picks the UIDs `uid_next .. uid_next+k` of the mailbox,
-//! 2. puts the segment in place (rename, or write of the cache file) and fsyncs the directories
-//!    of the file-backed segments,
+//! 2. renames the file-backed segments into place and fsyncs their directories,
 //! 3. commits ONE redb write transaction (durable: fsync before return) that inserts the k
 //!    message records (segment, offset, size, flags, date), the inline segments, and advances
 //!    UIDNEXT,
@@ -52,7 +54,7 @@ mod group_commit;
 mod index;
 mod mailboxes;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -228,6 +230,9 @@ pub struct MailStore {
     /// Commands whose literals total at most this many octets are kept in memory and committed
     /// inline (see the module docs). Default [`DEFAULT_INLINE_SEGMENT_LIMIT`]; 0 = never.
     inline_segment_limit: u64,
+    /// Inline segments (mailbox id, segment) whose cache file this process has not written
+    /// yet: [`MailStore::segment_path`] writes it from the index copy on first use.
+    unwritten: Mutex<HashSet<(u64, u32)>>,
 }
 
 impl std::fmt::Debug for MailStore {
@@ -241,38 +246,28 @@ fn fsync_dir(path: &Path) -> io::Result<()> {
 }
 
 /// Recovery of inline segments: the index is their durable copy and `blobs/<id>/<segment>`
-/// a cache written without fsync, so a crash may leave that file missing or torn. Rewrite every
-/// file that differs from its index copy, and drop index copies no live message names.
-fn restore_inline_segments(
-    dir: &Path,
+/// a cache written without fsync, so a crash may have left that file missing or torn. Every
+/// inline segment a live message names is returned as unwritten (its cache file is rewritten
+/// on first use, nothing is written here); index copies no live message names are dropped.
+fn inline_segments_to_write(
     db: &Database,
     live: &HashMap<u64, &MailboxView>,
-) -> Result<(), StoreError> {
+) -> Result<HashSet<(u64, u32)>, StoreError> {
     let mut dead = Vec::new();
+    let mut unwritten = HashSet::new();
     {
         let tx = db.begin_read().map_err(db_err)?;
         let inline = tx.open_table(INLINE_SEGMENTS).map_err(db_err)?;
         for row in inline.iter().map_err(db_err)? {
-            let (k, v) = row.map_err(db_err)?;
+            let (k, _) = row.map_err(db_err)?;
             let (id, segment) = k.value();
             let named = live
                 .get(&id)
                 .is_some_and(|view| view.messages.values().any(|m| m.segment == segment));
-            if !named {
+            if named {
+                unwritten.insert((id, segment));
+            } else {
                 dead.push((id, segment));
-                continue;
-            }
-            let path = dir
-                .join("blobs")
-                .join(id.to_string())
-                .join(segment.to_string());
-            let bytes = v.value();
-            if fs::read(&path).ok().as_deref() != Some(bytes) {
-                tracing::warn!(path = %path.display(), "restoring inline segment file from the index");
-                if let Some(parent) = path.parent() {
-                    fs::create_dir_all(parent)?;
-                }
-                fs::write(&path, bytes)?;
             }
         }
     }
@@ -286,7 +281,7 @@ fn restore_inline_segments(
         }
         tx.commit().map_err(db_err)?;
     }
-    Ok(())
+    Ok(unwritten)
 }
 
 fn validate_name(name: &str) -> Result<(), StoreError> {
@@ -408,7 +403,7 @@ impl MailStore {
                 }
             }
         }
-        restore_inline_segments(dir, &db, &live)?;
+        let unwritten = inline_segments_to_write(&db, &live)?;
         Ok(MailStore {
             dir: dir.to_path_buf(),
             db,
@@ -419,6 +414,7 @@ impl MailStore {
             faults,
             disk_fault: None,
             inline_segment_limit: DEFAULT_INLINE_SEGMENT_LIMIT,
+            unwritten: Mutex::new(unwritten),
         })
     }
 
@@ -447,12 +443,69 @@ impl MailStore {
         self.dir.join("staging").join(format!("{n}.seg"))
     }
 
-    /// The segment file of mailbox `id` named `segment` (the first UID of its APPEND).
+    /// The segment file of mailbox `id` named `segment` (the first UID of its APPEND), ready to
+    /// read: an inline segment's cache file is written from its index copy on first use
+    /// (blocking I/O, like the read that follows). If that fails, the path is still returned and
+    /// the caller's read reports the error.
     pub fn segment_path(&self, id: u64, segment: u32) -> PathBuf {
+        let path = self.blob_path(id, segment);
+        if self.unwritten().contains(&(id, segment)) {
+            match self.write_cache_file(id, segment, &path) {
+                Ok(()) => {
+                    self.unwritten().remove(&(id, segment));
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot write an inline segment's cache file");
+                }
+            }
+        }
+        path
+    }
+
+    /// Where the segment file of mailbox `id` named `segment` lives (nothing is written).
+    fn blob_path(&self, id: u64, segment: u32) -> PathBuf {
         self.dir
             .join("blobs")
             .join(id.to_string())
             .join(segment.to_string())
+    }
+
+    fn unwritten(&self) -> MutexGuard<'_, HashSet<(u64, u32)>> {
+        self.unwritten.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Write the cache file of inline segment (`id`, `segment`) from the index: into a staging
+    /// file, then renamed into place, so a concurrent reader sees the whole file or none. A
+    /// segment the index no longer holds (expunged meanwhile) is left alone.
+    fn write_cache_file(&self, id: u64, segment: u32, path: &Path) -> Result<(), StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let inline = tx.open_table(INLINE_SEGMENTS).map_err(db_err)?;
+        let Some(bytes) = inline.get((id, segment)).map_err(db_err)? else {
+            return Ok(());
+        };
+        let staged = self.staging_path();
+        let written = path
+            .parent()
+            .map_or(Ok(()), fs::create_dir_all)
+            .and_then(|()| fs::write(&staged, bytes.value()))
+            .and_then(|()| fs::rename(&staged, path));
+        if written.is_err() {
+            let _ = fs::remove_file(&staged);
+        }
+        Ok(written?)
+    }
+
+    /// Forget the unwritten cache files of mailbox `id` (`segments`, or all of them).
+    fn forget_unwritten(&self, id: u64, segments: Option<&[u32]>) {
+        let mut unwritten = self.unwritten();
+        match segments {
+            Some(segs) => {
+                for seg in segs {
+                    unwritten.remove(&(id, *seg));
+                }
+            }
+            None => unwritten.retain(|(i, _)| *i != id),
+        }
     }
 
     /// A copy of the mailbox's current state.
@@ -829,8 +882,9 @@ impl MailStore {
             }
             self.notify(&st, id);
         }
+        self.forget_unwritten(id, Some(&dead_segments));
         for seg in dead_segments {
-            let _ = fs::remove_file(self.segment_path(id, seg));
+            let _ = fs::remove_file(self.blob_path(id, seg));
         }
         Ok(gone)
     }
@@ -1012,6 +1066,11 @@ mod tests {
                 .append("u", "INBOX", &inline(&[b"one\r\n", b"two"]))
                 .unwrap();
             assert_eq!(r.uids, vec![1, 2]);
+            let cache = dir.path().join("blobs").join(id.to_string()).join("1");
+            assert!(
+                !cache.exists(),
+                "the commit writes the bytes once, to the index"
+            );
             assert_eq!(
                 body(&s, id, 2),
                 b"two",
@@ -1060,9 +1119,15 @@ mod tests {
         s.expunge(id).unwrap();
         assert_eq!(inline_rows(&s), vec![(id, 3)]);
         assert!(!s.segment_path(id, 1).exists());
+        assert!(
+            !s.unwritten().contains(&(id, 1)),
+            "an expunged segment is no longer owed a cache file"
+        );
         assert_eq!(body(&s, id, 3), b"3");
+        s.append("u", "a", &inline(&[b"4"])).unwrap();
         s.delete("u", "a").unwrap();
         assert!(inline_rows(&s).is_empty());
+        assert!(s.unwritten().is_empty(), "DELETE forgets unread segments");
     }
 
     #[test]
