@@ -80,6 +80,10 @@ struct Args {
     /// stream. Worst-case memory is about this times the connection limit.
     #[arg(long, default_value_t = imap::Limits::default().inline_append_limit, value_name = "OCTETS")]
     inline_append_limit: u64,
+    /// Write the staging files of large APPENDs through the page cache instead of with direct
+    /// I/O (O_DIRECT, the default where the filesystem allows it).
+    #[arg(long)]
+    no_direct_io: bool,
     /// Failed LOGIN/AUTHENTICATE attempts per connection before `* BYE` and close.
     #[arg(long, default_value_t = imap::Limits::default().max_auth_failures)]
     max_auth_failures: u32,
@@ -148,6 +152,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.limits.max_connections_per_ip = args.max_connections_per_ip;
     config.limits.max_auth_failures = args.max_auth_failures;
     config.limits.inline_append_limit = args.inline_append_limit;
+    config.direct_io = !args.no_direct_io;
     if let Some(m) = args.max_message_size {
         config.limits.max_message_size = m;
     }

@@ -132,6 +132,10 @@ pub struct Config {
     /// `gssapi`, always `None` without it). A client principal `user@REALM` of the service's
     /// realm logs in as `user`, any other as the full principal.
     pub gssapi: Option<crate::auth::exchange::Acceptor>,
+    /// Write the staging files of large APPENDs with direct I/O (`O_DIRECT`) where the
+    /// filesystem allows it (default true; see `mailstore::staging`). False: through the page
+    /// cache.
+    pub direct_io: bool,
 }
 
 impl Config {
@@ -148,6 +152,7 @@ impl Config {
             faults: Faults::default(),
             disk_fault: None,
             gssapi: None,
+            direct_io: true,
         }
     }
 }

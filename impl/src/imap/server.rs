@@ -23,6 +23,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ImapError> {
         store.set_disk_fault(d.clone());
     }
     store.set_inline_segment_limit(config.limits.inline_append_limit);
+    store.set_direct_io(config.direct_io);
     let store = Arc::new(store);
     let shared = Arc::new(Shared::new(&config, store));
     if let Some(murder) = &shared.murder {

@@ -53,6 +53,9 @@
 mod group_commit;
 mod index;
 mod mailboxes;
+mod staging;
+
+pub use staging::{DIRECT_ALIGN, STAGING_BLOCK, StagingWriter};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
@@ -233,6 +236,8 @@ pub struct MailStore {
     /// Inline segments (mailbox id, segment) whose cache file this process has not written
     /// yet: [`MailStore::segment_path`] writes it from the index copy on first use.
     unwritten: Mutex<HashSet<(u64, u32)>>,
+    /// Staging files of large APPENDs use direct I/O where the filesystem allows it.
+    direct_io: bool,
 }
 
 impl std::fmt::Debug for MailStore {
@@ -415,6 +420,7 @@ impl MailStore {
             disk_fault: None,
             inline_segment_limit: DEFAULT_INLINE_SEGMENT_LIMIT,
             unwritten: Mutex::new(unwritten),
+            direct_io: true,
         })
     }
 
@@ -427,6 +433,18 @@ impl MailStore {
     /// Change [`MailStore::inline_segment_limit`] (0 = every command is file-backed).
     pub fn set_inline_segment_limit(&mut self, limit: u64) {
         self.inline_segment_limit = limit;
+    }
+
+    /// Whether [`MailStore::create_staging`] asks for direct I/O (default true).
+    pub fn set_direct_io(&mut self, direct: bool) {
+        self.direct_io = direct;
+    }
+
+    /// A new staging file for a large APPEND, at a fresh [`MailStore::staging_path`].
+    pub async fn create_staging(&self) -> std::io::Result<(PathBuf, StagingWriter)> {
+        let path = self.staging_path();
+        let writer = StagingWriter::create(&path, self.direct_io).await?;
+        Ok((path, writer))
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

@@ -12,7 +12,6 @@
 
 use bytes::Bytes;
 use murder_model::multiappend::{MessageFault, uid_set};
-use tokio::io::AsyncWriteExt;
 
 use super::{End, Flow, Res, Session};
 use crate::imap::codec::command::{AppendHeadError, parse_append_message};
@@ -20,23 +19,13 @@ use crate::imap::codec::datetime::InternalDate;
 use crate::imap::codec::framer::{Frame, LiteralSpec};
 use crate::imap::codec::parser::{Cursor, Piece};
 use crate::imap::faults::Fault;
-use crate::imap::mailstore::{StagedAppend, StagedPart, StagedSegment, StoreError};
-
-/// Bytes gathered before one write to a staging file. Each write of a `tokio::fs::File` is a
-/// hand-off to a blocking thread; writing every socket read (tens of KiB) made those
-/// hand-offs, not the disk, the cost of a large APPEND (measured: most of imapd's time in
-/// context switches). Per connection streaming a large literal, at most twice this is held
-/// (this buffer and the file's own copy of the write in flight).
-const STAGING_WRITE_BUFFER: usize = 256 * 1024;
-
-/// A staging file being written.
-type StagingFile = tokio::io::BufWriter<tokio::fs::File>;
+use crate::imap::mailstore::{StagedAppend, StagedPart, StagedSegment, StagingWriter, StoreError};
 
 /// The staging segment of one APPEND; removed on drop unless committed.
 struct Staging {
     /// The segment file, once a literal would take the command past the store's
     /// `inline_segment_limit` (the bytes buffered so far are moved into it).
-    file: Option<(std::path::PathBuf, StagingFile)>,
+    file: Option<(std::path::PathBuf, StagingWriter)>,
     /// The literals while the command stays within the inline limit.
     mem: Vec<u8>,
     parts: Vec<StagedPart>,
@@ -261,9 +250,9 @@ impl Session {
         staging.parts.truncate(complete);
         let mut cleanup = RemoveOnDrop(None);
         let segment = match staging.file.take() {
-            Some((path, mut file)) => {
+            Some((path, file)) => {
                 cleanup = RemoveOnDrop(Some(path.clone()));
-                if file.flush().await.is_err() {
+                if file.finish().await.is_err() {
                     return;
                 }
                 StagedSegment::File(path)
@@ -294,12 +283,10 @@ impl Session {
         let inline_limit = self.shared.store.inline_segment_limit();
         if staging.file.is_none() && staging.len.saturating_add(spec.len) > inline_limit {
             // Too big to commit inline: spill to a staging file and stream from here on.
-            let path = self.shared.store.staging_path();
-            let file = tokio::fs::File::create(&path).await?;
-            let file = tokio::io::BufWriter::with_capacity(STAGING_WRITE_BUFFER, file);
+            let (path, file) = self.shared.store.create_staging().await?;
             let buffered = std::mem::take(&mut staging.mem);
             let (_, file) = staging.file.insert((path, file));
-            file.write_all(&buffered).await?;
+            file.write(&buffered).await?;
         }
         staging.parts.push(StagedPart {
             offset: staging.len,
@@ -318,7 +305,7 @@ impl Session {
         loop {
             match self.next_frame(false).await? {
                 Frame::LiteralData(b) => match staging.file.as_mut() {
-                    Some((_, file)) => file.write_all(&b).await?,
+                    Some((_, file)) => file.write(&b).await?,
                     None => staging.mem.extend_from_slice(&b),
                 },
                 Frame::LiteralEnd => return Ok(()),
@@ -346,16 +333,10 @@ impl Session {
                 },
                 RemoveOnDrop(None),
             ),
-            Some((path, mut file)) => {
+            Some((path, file)) => {
                 let cleanup = RemoveOnDrop(Some(path.clone()));
                 // One fsync for the whole command's segment.
-                let synced = async {
-                    file.flush().await?;
-                    file.get_mut().sync_data().await
-                }
-                .await;
-                drop(file);
-                if let Err(e) = synced {
+                if let Err(e) = file.finish().await {
                     self.tagged(tag, "NO", &format!("APPEND failed: {e}"));
                     return Ok(Flow::Continue);
                 }
