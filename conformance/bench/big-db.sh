@@ -9,7 +9,8 @@
 # Needs no root and no peer: ours only (Cyrus populates ~500-1,000 mailboxes/s here, so 1M
 # would take 20-30 min; BENCHMARKS.md quotes its 20,000-mailbox figures instead). Loopback
 # only; every process is stopped by its pid. Output: stdout, and $OUT (default
-# target/bench-big/).
+# target/bench-big/): list.json, summary.txt (key=value: restart times, bytes per mailbox),
+# slave.txt.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -59,9 +60,11 @@ du -sh "$OUT/db"
 stop TERM
 start; sleep 1
 echo "restart after a clean stop: ${elapsed}s to listening; $(mem); $(per_mailbox) bytes of VmRSS per mailbox"
+{ echo "mailboxes=$N"; echo "restart_clean_s=$elapsed"; echo "rss_per_mailbox_bytes=$(per_mailbox)"; } >"$OUT/summary.txt"
 stop KILL
 start
 echo "restart after SIGKILL: ${elapsed}s to listening; $(mem)"
+echo "restart_kill_s=$elapsed" >>"$OUT/summary.txt"
 grep -o 'store opened.*' "$OUT/mupdated.log" | sed 's/\x1b\[[0-9;]*m//g'
 stop TERM
 if [ "$SLAVE" = 1 ]; then

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Write BENCHMARKS.md from the results of compare.sh: report.py OUT_DIR BENCHMARKS.md DURATION MAILBOXES.
+"""Write BENCHMARKS.md from the results of compare.sh:
+report.py OUT_DIR BENCHMARKS.md DURATION MAILBOXES [ROUNDS].
 Appends conformance/bench/analysis.md (hand-written explanations) when it exists."""
-import json, os, statistics, sys
+import json, os, re, statistics, sys
 
 out, dest, dur, mailboxes = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+rounds = int(sys.argv[5]) if len(sys.argv) > 5 else 1
 here = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -48,11 +50,48 @@ def write_rate(key, c):
 
 
 def rss(key):
+    """A kB figure written by compare.sh (rss-KEY.txt), or None."""
+    return number(f"rss-{key}.txt", int)
+
+
+def number(name, kind=float):
     try:
-        with open(os.path.join(out, f"rss-{key}.txt")) as f:
-            return int(f.read().strip())
+        with open(os.path.join(out, name)) as f:
+            return kind(f.read().strip())
     except (OSError, ValueError):
         return None
+
+
+def key_values(name):
+    d = {}
+    try:
+        with open(os.path.join(out, name)) as f:
+            for line in f:
+                k, _, v = line.strip().partition("=")
+                d[k] = v
+    except OSError:
+        pass
+    return d
+
+
+def seconds(text):
+    """A Rust Duration's Debug form (1.2s, 330.5ms, 90µs) in seconds."""
+    m = re.fullmatch(r"([\d.]+)(s|ms|µs|us|ns)", text)
+    if not m:
+        return None
+    scale = {"s": 1, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "ns": 1e-9}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+def slave_figures():
+    """(mailboxes, seconds) from big-db.sh's slave bench: reconnect + resync after a master restart."""
+    try:
+        with open(os.path.join(out, "big", "slave.txt")) as f:
+            text = f.read()
+    except OSError:
+        return None, None
+    m = re.search(r"slave reconnected and resynchronised (\d+) mailboxes (\S+) after that", text)
+    return (int(m.group(1)), seconds(m.group(2))) if m else (None, None)
 
 
 machine = {}
@@ -77,32 +116,102 @@ L.append("- durability: ours with their defaults (every acknowledged write fsync
 # Goals.
 w_ours, w_ours_runs = write_rate("ours", 8)
 w_cy, w_cy_runs = write_rate("cyrus", 8)
-fo = phase(load("ours-fanout"), "fanout-to-last")
+fo_run = load("ours-fanout")
+fo = phase(fo_run, "fanout-to-last")
 fo_c = phase(load("cyrus-fanout"), "fanout-to-last")
 l_ours = phase(load("ours-list"), "list")
-l_cy = phase(load("cyrus-list"), "list")
-i_ours, i_dov, i_cyi = load("ours-imap"), load("dovecot-imap"), load("cyrus-imapd-imap")
-ms_o, ms_d = phase(i_ours, "multiappend-small"), phase(i_dov, "multiappend-small")
-ml_o, ml_d = phase(i_ours, "multiappend-large"), phase(i_dov, "multiappend-large")
+l_cy_run = load("cyrus-list")
+l_cy = phase(l_cy_run, "list")
+big = key_values(os.path.join("big", "summary.txt"))
+big_list_run = load(os.path.join("big", "list"))
+big_list = phase(big_list_run, "list")
+slave_n, slave_s = slave_figures()
 
 
 def g(p, k):
     return p[k] if p else None
 
 
+def imap_rounds(key):
+    return [load(f"{key}-imap-r{r}") for r in range(1, rounds + 1)]
+
+
+def per_round(key, ph, field):
+    return [g(phase(r, ph), field) for r in imap_rounds(key)]
+
+
+def disk_rate(r):
+    """The disk's best fsynced sequential rate of round r (MB/s), and the text compare.sh wrote."""
+    try:
+        with open(os.path.join(out, f"disk-seq-r{r}.txt")) as f:
+            text = f.read()
+    except OSError:
+        return None, ""
+    parts = dict(p.split("=", 1) for p in text.split() if "=" in p)
+    best = float(parts["best"]) if "best" in parts else None
+    return best, f"{parts.get('buffered', '–')} / {parts.get('direct', '–')}"
+
+
+disk = [disk_rate(r)[0] for r in range(1, rounds + 1)]
+disk_text = [disk_rate(r)[1] for r in range(1, rounds + 1)]
+ms_o, ms_d = per_round("ours", "multiappend-small", "per_second"), per_round("dovecot", "multiappend-small", "per_second")
+ml_o, ml_d = per_round("ours", "multiappend-large", "mb_per_second"), per_round("dovecot", "multiappend-large", "mb_per_second")
+small_ratios = [ratio(a, b) for a, b in zip(ms_o, ms_d)]
+large_ratios = [ratio(a, b) for a, b in zip(ml_o, ml_d)]
+disk_ratios = [ratio(a, b) for a, b in zip(ml_o, disk)]
+one_g = load("ours-imap-1g")
+one_g_hwm = (one_g.get("rss") or {}).get("hwm_after_kb") if one_g else None
+one_g_dov = rss("dovecot-imap-1g")
+restart = [float(big[k]) for k in ("restart_clean_s", "restart_kill_s") if big.get(k)]
+per_mb_ours = float(big["rss_per_mailbox_bytes"]) if big.get("rss_per_mailbox_bytes") else None
+cy_idle, cy_after = rss("cyrus-mupdate-idle"), rss("cyrus-mupdate-after-list")
+cy_records = l_cy_run["figures"].get("list_records") if l_cy_run else None
+per_mb_cy = (cy_after - cy_idle) * 1024 / cy_records if cy_idle is not None and cy_after is not None and cy_records else None
+
+
+def rounds_text(vals, nd=0, suffix=""):
+    vals = [v for v in vals if v is not None]
+    return ", ".join(fmt(v, nd) + suffix for v in vals) if len(vals) > 1 else ""
+
+
+def mark(ok):
+    return "yes" if ok else "**no**"
+
+
+dropped = fo_run["figures"].get("streams_dropped") if fo_run else None
+big_n = int(big.get("mailboxes", "0") or 0)
 goals = [
-    ("MUPDATE durable writes, 8 clients (RESERVE+ACTIVATE pairs/s, median of 3)", w_ours, w_cy, "Cyrus", "≥ 10×", ratio(w_ours, w_cy), lambda r: r is not None and r >= 10),
-    ("UPDATE fan-out p99, 100 streams × 1,000 writes/s (ms, lower is better)", g(fo, "p99_ms"), g(fo_c, "p99_ms"), "Cyrus", "< 5 ms", None, lambda _: fo is not None and fo["p99_ms"] is not None and fo["p99_ms"] < 5),
-    (f"LIST records/s ({mailboxes}+ mailboxes)", g(l_ours, "per_second"), g(l_cy, "per_second"), "Cyrus", "≥ 5×", ratio(g(l_ours, "per_second"), g(l_cy, "per_second")), lambda r: r is not None and r >= 5),
-    ("MULTIAPPEND 100 × 2 KB (msgs/s)", g(ms_o, "per_second"), g(ms_d, "per_second"), "Dovecot", "≥ 3×", ratio(g(ms_o, "per_second"), g(ms_d, "per_second")), lambda r: r is not None and r >= 3),
-    ("MULTIAPPEND 10 × 10 MB (MB/s)", g(ml_o, "mb_per_second"), g(ml_d, "mb_per_second"), "Dovecot", "≥ 0.9×", ratio(g(ml_o, "mb_per_second"), g(ml_d, "mb_per_second")), lambda r: r is not None and r >= 0.9),
+    ("MUPDATE durable writes, 8 clients (RESERVE+ACTIVATE pairs/s, median of 3)", fmt(w_ours), f"Cyrus {fmt(w_cy)}",
+     f"{fmt(ratio(w_ours, w_cy), 2)}×" if ratio(w_ours, w_cy) else "–", "≥ 10× Cyrus", (ratio(w_ours, w_cy) or 0) >= 10),
+    ("UPDATE fan-out to the last of 100 streams, 1,000 writes/s, no NOOP: p99 ms", fmt(g(fo, "p99_ms"), 2),
+     f"Cyrus {fmt(g(fo_c, 'p99_ms'), 2)}", f"streams dropped: {fmt(dropped)}", "< 5 ms, none dropped",
+     fo is not None and fo["p99_ms"] is not None and fo["p99_ms"] < 5 and dropped == 0),
+    (f"LIST records/s, {fmt(big_n)} mailboxes (Cyrus: {mailboxes})", fmt(g(big_list, "per_second")), f"Cyrus {fmt(g(l_cy, 'per_second'))}",
+     f"{fmt(ratio(g(big_list, 'per_second'), g(l_cy, 'per_second')), 2)}×" if ratio(g(big_list, "per_second"), g(l_cy, "per_second")) else "–",
+     "≥ 5× Cyrus", (ratio(g(big_list, "per_second"), g(l_cy, "per_second")) or 0) >= 5),
+    (f"restart with {fmt(big_n)} mailboxes, clean stop / SIGKILL: s to listening", " / ".join(fmt(v, 2) for v in restart) or "–", "–", "–",
+     "< 3 s", bool(restart) and max(restart) < 3),
+    (f"master VmRSS per mailbox, {fmt(big_n)} mailboxes, idle after restart (bytes)", fmt(per_mb_ours),
+     f"Cyrus {fmt(per_mb_cy)} (growth of its process tree over {fmt(cy_records)} mailboxes)",
+     f"{fmt(ratio(per_mb_ours, per_mb_cy), 2)}×" if ratio(per_mb_ours, per_mb_cy) else "–", "≤ Cyrus",
+     per_mb_ours is not None and per_mb_cy is not None and per_mb_ours <= per_mb_cy),
+    (f"slave: master back after SIGKILL → slave reconnected and resynchronised {fmt(slave_n)} mailboxes (s)", fmt(slave_s, 3), "Cyrus slave ~27 s (issue 8)", "–",
+     "reconnect ≤ 1 s, resync < 0.5 s", slave_s is not None and slave_s < 0.5),
+    (f"MULTIAPPEND 100 × 2 KB msgs/s, median of {rounds} rounds", fmt(med(ms_o)), f"Dovecot {fmt(med(ms_d))}",
+     f"{fmt(med(small_ratios), 2)}× (rounds: {rounds_text(small_ratios, 2, '×')})", "≥ 3× Dovecot", (med(small_ratios) or 0) >= 3),
+    (f"MULTIAPPEND 10 × 10 MB MB/s, median of {rounds} rounds", fmt(med(ml_o), 1), f"Dovecot {fmt(med(ml_d), 1)}",
+     f"{fmt(med(large_ratios), 2)}× (rounds: {rounds_text(large_ratios, 2, '×')})", "≥ 0.9× Dovecot", (med(large_ratios) or 0) >= 0.9),
+    ("MULTIAPPEND 10 × 10 MB against the disk's fsynced sequential rate (100 MiB files, the better of page cache and O_DIRECT, same round)", fmt(med(ml_o), 1),
+     f"disk {fmt(med(disk), 1)} MB/s", f"{fmt(med(disk_ratios), 2)}× (rounds: {rounds_text(disk_ratios, 2, '×')})", "≥ 0.7× disk",
+     (med(disk_ratios) or 0) >= 0.7),
+    ("imapd peak RSS (VmHWM) during one APPEND of a 1 GiB message", f"{fmt(one_g_hwm / 1024, 1)} MiB" if one_g_hwm else "–",
+     f"Dovecot {fmt(one_g_dov / 1024, 1)} MiB (tree)" if one_g_dov else "–", "–", "< 64 MB", one_g_hwm is not None and one_g_hwm * 1024 < 64e6),
 ]
-L.append("## Goals\n")
-L.append("| metric | ours | peer | peer value | ratio | goal | met |")
-L.append("|---|---:|---|---:|---:|---|---|")
-for name, ours, peer, pname, goal, r, ok in goals:
-    nd = 2 if "(ms," in name or "(MB/s" in name else 0
-    L.append(f"| {name} | {fmt(ours, nd)} | {pname} | {fmt(peer, nd)} | {fmt(r, 2) + '×' if r is not None else '–'} | {goal} | {'yes' if ok(r) else '**no**'} |")
+L.append("## Goals (issue 8), all from this run\n")
+L.append("| metric | ours | reference | ratio / detail | goal | met |")
+L.append("|---|---:|---|---|---|---|")
+for name, ours, ref, detail, goal, ok in goals:
+    L.append(f"| {name} | {ours} | {ref} | {detail} | {goal} | {mark(ok)} |")
 L.append("")
 
 L.append("## mupdate-write: throughput vs clients (pairs/s)\n")
@@ -151,24 +260,46 @@ for key, label in (("ours", "ours"), ("cyrus", "Cyrus")):
     L.append(f"| {label} | {fmt(phase(r, 'populate')['per_second'])} | {fmt(phase(r, 'list')['per_second'])} | {fmt(r['figures']['list_records'])} | {fmt(phase(r, 'list')['p50_ms'], 1)} | {fmt(phase(r, 'initial-update')['p50_ms'], 1)} |")
 L.append("")
 
-L.append("## imap-multiappend (1 client)\n")
-L.append("| server | 100 × 2 KB msgs/s | MB/s | p50 ms/cmd | 10 × 10 MB MB/s | p50 ms/cmd | single APPEND 2 KB msgs/s | literals |")
-L.append("|---|---:|---:|---:|---:|---:|---:|---|")
-for key, label, r in (("ours", "ours", i_ours), ("dovecot", "Dovecot", i_dov), ("cyrus-imapd", "Cyrus imapd", i_cyi)):
-    if not r:
-        L.append(f"| {label} | – | – | – | – | – | – | – |")
-        continue
-    s, l, one = phase(r, "multiappend-small"), phase(r, "multiappend-large"), phase(r, "append-single")
-    lit = "LITERAL+" if "LITERAL+" in r["notes"][0] else "sync"
-    L.append(f"| {label} | {fmt(s['per_second'])} | {fmt(s['mb_per_second'], 1)} | {fmt(s['p50_ms'], 1)} | {fmt(l['mb_per_second'], 1)} | {fmt(l['p50_ms'], 0)} | {fmt(one['per_second'])} | {lit} |")
+L.append(f"## imap-multiappend (1 client; {rounds} rounds, servers interleaved, page cache emptied before each run)\n")
+L.append("| round | server | 100 × 2 KB msgs/s | MB/s | p50 ms/cmd | 10 × 10 MB MB/s | p50 ms/cmd | single APPEND 2 KB msgs/s | disk MB/s, 100 MiB files fdatasync'd: page cache / O_DIRECT | literals |")
+L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+for rnd in range(1, rounds + 1):
+    for key, label in (("ours", "ours"), ("dovecot", "Dovecot"), ("cyrus-imapd", "Cyrus imapd")):
+        r = load(f"{key}-imap-r{rnd}")
+        d = disk_text[rnd - 1] if key == "ours" else ""
+        if not r:
+            L.append(f"| {rnd} | {label} | – | – | – | – | – | – | {d} | – |")
+            continue
+        s_, l_, one = phase(r, "multiappend-small"), phase(r, "multiappend-large"), phase(r, "append-single")
+        lit = "LITERAL+" if "LITERAL+" in r["notes"][0] else "sync"
+        L.append(f"| {rnd} | {label} | {fmt(g(s_, 'per_second'))} | {fmt(g(s_, 'mb_per_second'), 1)} | {fmt(g(s_, 'p50_ms'), 1)} | {fmt(g(l_, 'mb_per_second'), 1)} | {fmt(g(l_, 'p50_ms'), 0)} | {fmt(g(one, 'per_second'))} | {d} | {lit} |")
 L.append("")
+L.append("One 1 GiB message in one APPEND (`--ops 1 --large-count 1 --large-size 1073741824`):\n")
+L.append("| server | MB/s | peak RSS |")
+L.append("|---|---:|---:|")
+dov_1g = load("dovecot-imap-1g")
+L.append(f"| ours | {fmt(g(phase(one_g, 'multiappend-large'), 'mb_per_second'), 1)} | {fmt(one_g_hwm / 1024, 1) + ' MiB (VmHWM)' if one_g_hwm else '–'} |")
+L.append(f"| Dovecot | {fmt(g(phase(dov_1g, 'multiappend-large'), 'mb_per_second'), 1)} | {fmt(one_g_dov / 1024, 1) + ' MiB (tree, sampled)' if one_g_dov else '–'} |")
+L.append("")
+
+L.append(f"## ours with {fmt(big_n)} mailboxes, and the slave (`big-db.sh`)\n")
+L.append("```")
+for name in ("list.txt", "slave.txt"):
+    try:
+        with open(os.path.join(out, "big", name)) as f:
+            L.extend(line.rstrip() for line in f if line.strip())
+    except OSError:
+        pass
+for k, v in big.items():
+    L.append(f"{k}={v}")
+L.append("```\n")
 
 L.append("## Server memory (peak)\n")
 L.append("Sampled every 0.2 s as the sum of VmRSS over the server's process tree (Cyrus `master` and its service children, Dovecot and its per-connection `imap` processes) during that server's runs; for ours also VmHWM from `--server-pid` (exact peak of the one process).\n")
 L.append("| server | peak tree RSS (sampled) | VmHWM |")
 L.append("|---|---:|---:|")
 for key, label, j in (("ours-mupdate", "ours mupdated", "ours-list"), ("cyrus-mupdate", "Cyrus mupdate (master + mupdate)", None),
-                      ("ours-imap", "ours imapd", "ours-imap"), ("dovecot-imap", "Dovecot", None), ("cyrus-imapd-imap", "Cyrus imapd", None)):
+                      ("ours-imap", "ours imapd", "ours-imap-r%d" % rounds), ("dovecot-imap", "Dovecot", None), ("cyrus-imapd-imap", "Cyrus imapd", None)):
     hwm = None
     if j and load(j) and load(j).get("rss"):
         hwm = load(j)["rss"].get("hwm_after_kb")
@@ -177,7 +308,7 @@ for key, label, j in (("ours-mupdate", "ours mupdated", "ours-list"), ("cyrus-mu
 L.append("")
 
 L.append("## Commands\n")
-L.append(f"`conformance/bench/compare.sh --duration {dur} --mailboxes {mailboxes}` ran (against ours on 127.0.0.1:23905/23143, Cyrus mupdate 13905, Dovecot 13243, Cyrus imapd 13143):\n")
+L.append(f"`conformance/bench/compare.sh --duration {dur} --mailboxes {mailboxes} --rounds {rounds}` ran (against ours on 127.0.0.1:23905/23143, Cyrus mupdate 13905, Dovecot 13243, Cyrus imapd 13143):\n")
 L.append("```")
 with open(os.path.join(out, "commands.txt")) as f:
     L.extend(line.rstrip() for line in f)

@@ -223,6 +223,20 @@ pub async fn multiappend(spec: &Spec, progress: &Progress) -> Result<BenchResult
         }
     }
     let appended: u64 = results.iter().map(|p| p.count).sum();
+    // The run's mailboxes hold gigabytes after a few runs: remove them (a server that refuses
+    // is reported, not failed: the figures above are already judged).
+    let mut not_deleted = Vec::new();
+    for (c, mailbox) in &mut clients {
+        match c.command(&format!("DELETE {}", quote(mailbox))).await {
+            Ok((Status::Ok, _)) => {}
+            _ => not_deleted.push(mailbox.clone()),
+        }
+    }
+    let cleanup = if not_deleted.is_empty() {
+        "the bench mailboxes were deleted afterwards".to_string()
+    } else {
+        format!("DELETE refused, left behind: {}", not_deleted.join(" "))
+    };
     let mut r = BenchResult {
         workload: spec.workload,
         target: spec.addr.clone(),
@@ -242,6 +256,7 @@ pub async fn multiappend(spec: &Spec, progress: &Progress) -> Result<BenchResult
                 spec.large_size
             ),
             format!("STATUS MESSAGES over the bench mailboxes: {total} (acknowledged {appended})"),
+            cleanup,
         ],
         figures: BTreeMap::new(),
         rss: None,
