@@ -50,10 +50,13 @@
 //! Readers never take the writer lock: the in-memory view ([`MailboxView`]) is behind a short
 //! mutex and segments are immutable files.
 
+mod flags;
 mod group_commit;
 mod index;
 mod mailboxes;
 mod staging;
+
+pub use flags::FlagSet;
 
 pub use staging::{DIRECT_ALIGN, STAGING_BLOCK, StagingWriter};
 
@@ -103,7 +106,7 @@ fn db_err<E: Into<redb::Error>>(e: E) -> StoreError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageMeta {
     /// Flags (never `\Recent`; that is per session).
-    pub flags: BTreeSet<String>,
+    pub flags: FlagSet,
     /// Size in octets.
     pub size: u64,
     /// INTERNALDATE.
@@ -187,7 +190,7 @@ pub struct Appended {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlagsStored {
     /// (uid, new flags) of each message changed.
-    pub flags: Vec<(u32, BTreeSet<String>)>,
+    pub flags: Vec<(u32, FlagSet)>,
     /// The mailbox's `modseq` before the change.
     pub modseq_before: u64,
     /// And after it.
@@ -818,7 +821,7 @@ impl MailStore {
                     segment: m.segment,
                     offset: m.offset,
                     date: m.date,
-                    flags: m.flags.iter().cloned().collect(),
+                    flags: m.flags.to_vec(),
                 };
                 msgs.insert((id, *uid), rec.encode().as_slice())
                     .map_err(db_err)?;

@@ -295,6 +295,11 @@ impl Session {
             date,
         });
         staging.len += spec.len;
+        if staging.file.is_none() {
+            // Within the inline limit (checked above): one allocation per literal, not a
+            // doubling series (less heap churn and fragmentation under MULTIAPPEND load).
+            staging.mem.reserve(usize::try_from(spec.len).unwrap_or(0));
+        }
         if spec.sync {
             self.framer.accept_literal();
             if !self.shared.faults.has(Fault::SyncLiteralNoContinuation) {

@@ -82,7 +82,7 @@ impl Session {
             parts.push(StagedPart {
                 offset,
                 size: m.size,
-                flags: m.flags.into_iter().collect(),
+                flags: m.flags.to_vec(),
                 date: m.date,
             });
             offset += m.size;

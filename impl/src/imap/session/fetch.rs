@@ -1,6 +1,6 @@
 //! FETCH and STORE on the selected mailbox.
 
-use std::collections::BTreeSet;
+use crate::imap::mailstore::FlagSet;
 use std::path::PathBuf;
 
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -51,12 +51,12 @@ impl Session {
         }
     }
 
-    fn flags_of(&self, uid: u32, flags: &BTreeSet<String>) -> String {
+    fn flags_of(&self, uid: u32, flags: &FlagSet) -> String {
         let recent = self
             .selected
             .as_ref()
             .is_some_and(|s| s.recent.contains(&uid));
-        let mut flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let mut flags: Vec<&str> = flags.iter().collect();
         if recent {
             flags.push("\\Recent");
         }

@@ -109,7 +109,7 @@ impl Session {
                     if let (Ok(i), Some(meta)) =
                         (sel.uids.binary_search(uid), view.messages.get(uid))
                     {
-                        let mut flags: Vec<&str> = meta.flags.iter().map(String::as_str).collect();
+                        let mut flags: Vec<&str> = meta.flags.iter().collect();
                         if sel.recent.contains(uid) {
                             flags.push("\\Recent");
                         }
