@@ -99,7 +99,14 @@ impl MailStore {
     pub fn delete(&self, user: &str, name: &str) -> Result<(), StoreError> {
         let _w = self.writer();
         let key = mailbox_key(user, name);
-        let Some(view) = self.state().mailboxes.get(&key).cloned() else {
+        // Only what the transaction needs, not a copy of the view (a huge mailbox would
+        // briefly double the store's memory).
+        let found = self.state().mailboxes.get(&key).map(|view| {
+            let uids: Vec<u32> = view.messages.keys().copied().collect();
+            let segments: BTreeSet<u32> = view.messages.values().map(|m| m.segment).collect();
+            (view.id, uids, segments)
+        });
+        let Some((id, uids, segments)) = found else {
             return Err(StoreError::NoMailbox);
         };
         let tx = self.db.begin_write().map_err(db_err)?;
@@ -109,25 +116,24 @@ impl MailStore {
             .map_err(db_err)?;
         {
             let mut msgs = tx.open_table(MESSAGES).map_err(db_err)?;
-            for uid in view.messages.keys() {
-                msgs.remove((view.id, *uid)).map_err(db_err)?;
+            for uid in uids {
+                msgs.remove((id, uid)).map_err(db_err)?;
             }
             let mut inline = tx.open_table(INLINE_SEGMENTS).map_err(db_err)?;
-            let segments: BTreeSet<u32> = view.messages.values().map(|m| m.segment).collect();
             for seg in segments {
-                inline.remove((view.id, seg)).map_err(db_err)?;
+                inline.remove((id, seg)).map_err(db_err)?;
             }
         }
         tx.commit().map_err(db_err)?;
         {
             let mut st = self.state();
             st.mailboxes.remove(&key);
-            if let Some(w) = st.watchers.remove(&view.id) {
+            if let Some(w) = st.watchers.remove(&id) {
                 w.send_modify(|v| *v += 1);
             }
         }
-        self.forget_unwritten(view.id, None);
-        let blobs = self.dir.join("blobs").join(view.id.to_string());
+        self.forget_unwritten(id, None);
+        let blobs = self.dir.join("blobs").join(id.to_string());
         if blobs.exists() {
             fs::remove_dir_all(blobs)?;
         }
@@ -139,7 +145,12 @@ impl MailStore {
         validate_name(to)?;
         let _w = self.writer();
         let (kf, kt) = (mailbox_key(user, from), mailbox_key(user, to));
-        let Some(view) = self.state().mailboxes.get(&kf).cloned() else {
+        let rec = self.state().mailboxes.get(&kf).map(|view| MailboxRecord {
+            id: view.id,
+            uid_validity: view.uid_validity,
+            uid_next: view.uid_next,
+        });
+        let Some(rec) = rec else {
             return Err(StoreError::NoMailbox);
         };
         if self.state().mailboxes.contains_key(&kt) {
@@ -148,11 +159,6 @@ impl MailStore {
         let tx = self.db.begin_write().map_err(db_err)?;
         {
             let mut t = tx.open_table(MAILBOXES).map_err(db_err)?;
-            let rec = MailboxRecord {
-                id: view.id,
-                uid_validity: view.uid_validity,
-                uid_next: view.uid_next,
-            };
             t.remove(kf.as_str()).map_err(db_err)?;
             t.insert(kt.as_str(), rec.encode().as_slice())
                 .map_err(db_err)?;
