@@ -117,14 +117,18 @@ PY
 }
 
 # run NAME USER TARGET WORKLOAD ARGS...: one bench run, JSON in $OUT/NAME.json.
+# The server process (tree) whose peak RSS is sampled during each run, into rss-run-NAME.txt.
+server_pid=
 run() {
-    local name=$1 user=$2 target=$3 wl=$4
+    local name=$1 user=$2 target=$3 wl=$4 sp=
     shift 4
     echo "conformance bench --workload $wl --target $target --user $user --password $P $*" \
         >>"$OUT/commands.txt"
     step "$name"
+    if [ -n "$server_pid" ]; then sample_rss "$server_pid" "$OUT/rss-run-$name.txt" & sp=$!; fi
     "$conf" bench --workload "$wl" --target "$target" --user "$user" --password "$P" \
         --json "$OUT/$name.json" "$@" | tee "$OUT/$name.txt" >&2 || echo "(exit $?)" >&2
+    if [ -n "$sp" ]; then kill "$sp" 2>/dev/null || true; wait "$sp" 2>/dev/null || true; fi
 }
 
 o=$PEER_DIR/ours
@@ -147,6 +151,7 @@ mupdate_suite() {
     local key=$1 user=$2 addr=$3 pid=$4 c r extra=()
     [ "$key" = ours ] && extra=(--server-pid "$pid")
     drop_caches
+    server_pid=$pid
     tree_rss "$pid" >"$OUT/rss-$key-mupdate-idle.txt"
     start_sampler "$pid" "$key-mupdate"
     for c in $clients_list; do
@@ -171,6 +176,7 @@ imap_round() {
     local r=$1 key=$2 addr=$3 pid=$4 extra=()
     [ "$key" = ours ] && extra=(--server-pid "$pid")
     drop_caches
+    server_pid=$pid
     run "$key-imap-r$r" test "$addr" imap-multiappend --clients 1 --duration "$D" "${extra[@]}"
 }
 
@@ -211,9 +217,11 @@ start_ours "$o" imapd 23143 "$root/target/release/imapd" --listen 127.0.0.1:2314
     --data "$o/imapd-data-1g" --users "$o/users"
 pid_ours=$(cat "$o/imapd.pid")
 drop_caches
+server_pid=$pid_ours
 run ours-imap-1g test 127.0.0.1:23143 imap-multiappend --ops 1 --large-count 1 \
     --large-size 1073741824 --server-pid "$pid_ours"
 sample_rss "$pid_dov" "$OUT/rss-dovecot-imap-1g.txt" & s2=$!
+server_pid=$pid_dov
 run dovecot-imap-1g test 127.0.0.1:13243 imap-multiappend --ops 1 --large-count 1 \
     --large-size 1073741824
 kill "$s2" 2>/dev/null || true; wait "$s2" 2>/dev/null || true

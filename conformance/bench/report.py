@@ -54,6 +54,12 @@ def rss(key):
     return number(f"rss-{key}.txt", int)
 
 
+def run_rss(name):
+    """Peak RSS of the server's process tree during run NAME (sampled every 0.2 s), as text."""
+    v = rss(f"run-{name}")
+    return f"{v / 1024:,.0f} MiB" if v else "–"
+
+
 def number(name, kind=float):
     try:
         with open(os.path.join(out, name)) as f:
@@ -208,15 +214,37 @@ goals = [
      f"Dovecot {fmt(one_g_dov / 1024, 1)} MiB (tree)" if one_g_dov else "–", "–", "< 64 MB", one_g_hwm is not None and one_g_hwm * 1024 < 64e6),
 ]
 L.append("## Goals (issue 8), all from this run\n")
-L.append("| metric | ours | reference | ratio / detail | goal | met |")
-L.append("|---|---:|---|---|---|---|")
-for name, ours, ref, detail, goal, ok in goals:
-    L.append(f"| {name} | {ours} | {ref} | {detail} | {goal} | {mark(ok)} |")
+big_hwm = (big_list_run.get("rss") or {}).get("hwm_after_kb") if big_list_run else None
+
+
+def max_rss(names):
+    vals = [rss(f"run-{n}") for n in names]
+    vals = [v for v in vals if v]
+    return f"{max(vals) / 1024:,.0f} MiB" if vals else "–"
+
+
+# Peak RSS beside each goal: the server's process tree sampled during the runs behind it.
+goal_rss = [
+    f"{run_rss('ours-write-c8-r1')} / {run_rss('cyrus-write-c8-r1')}",
+    f"{run_rss('ours-fanout')} / {run_rss('cyrus-fanout')}",
+    f"{fmt(big_hwm / 1024) + ' MiB' if big_hwm else '–'} (VmHWM) / {run_rss('cyrus-list')}",
+    "–",
+    "–",
+    "–",
+    f"{max_rss(f'ours-imap-r{r}' for r in range(1, rounds + 1))} / {max_rss(f'dovecot-imap-r{r}' for r in range(1, rounds + 1))}",
+    f"{max_rss(f'ours-imap-r{r}' for r in range(1, rounds + 1))} / {max_rss(f'dovecot-imap-r{r}' for r in range(1, rounds + 1))}",
+    "–",
+    f"{run_rss('ours-imap-1g')} / {run_rss('dovecot-imap-1g')}",
+]
+L.append("| metric | ours | reference | ratio / detail | goal | met | peak RSS ours / reference |")
+L.append("|---|---:|---|---|---|---|---|")
+for (name, ours, ref, detail, goal, ok), mem in zip(goals, goal_rss):
+    L.append(f"| {name} | {ours} | {ref} | {detail} | {goal} | {mark(ok)} | {mem} |")
 L.append("")
 
 L.append("## mupdate-write: throughput vs clients (pairs/s)\n")
-L.append("| clients | ours | Cyrus | ratio | ours p50 / p99 ms | Cyrus p50 / p99 ms |")
-L.append("|---:|---:|---:|---:|---|---|")
+L.append("| clients | ours | Cyrus | ratio | ours p50 / p99 ms | Cyrus p50 / p99 ms | peak RSS ours / Cyrus |")
+L.append("|---:|---:|---:|---:|---|---|---|")
 series = {"ours": [], "cyrus": []}
 for c in (1, 2, 4, 8, 16):
     a, a_runs = write_rate("ours", c)
@@ -229,7 +257,8 @@ for c in (1, 2, 4, 8, 16):
     runs = ""
     if c == 8:
         runs = f" (runs: {', '.join(fmt(v) for v in a_runs)} / {', '.join(fmt(v) for v in b_runs)})"
-    L.append(f"| {c} | {fmt(a)} | {fmt(b)} | {fmt(ratio(a, b), 1)}{runs} | {lat(pa)} | {lat(pb)} |")
+    rn = f"write-c{c}" if c != 8 else "write-c8-r1"
+    L.append(f"| {c} | {fmt(a)} | {fmt(b)} | {fmt(ratio(a, b), 1)}{runs} | {lat(pa)} | {lat(pb)} | {run_rss('ours-' + rn)} / {run_rss('cyrus-' + rn)} |")
 L.append("\nEvery acknowledged pair was checked with FIND afterwards (all, or a random 2,000):")
 for key in ("ours", "cyrus"):
     r = load(f"{key}-write-c8-r1")
@@ -238,41 +267,41 @@ for key in ("ours", "cyrus"):
 L.append("\n![mupdate-write throughput vs clients](conformance/bench/write-vs-clients.svg)\n")
 
 L.append("## mupdate-fanout: UPDATE streams while writers pace 1,000 ACTIVATE/s in total\n")
-L.append("| server, streams × writers | achieved writes/s | write p50 / p99 ms | fan-out to last stream p50 / p99 / max ms | streams dropped | writes missed |")
-L.append("|---|---:|---|---|---:|---:|")
+L.append("| server, streams × writers | achieved writes/s | write p50 / p99 ms | fan-out to last stream p50 / p99 / max ms | streams dropped | writes missed | server peak RSS |")
+L.append("|---|---:|---|---|---:|---:|---:|")
 for key, label in (("ours-fanout", "ours, 100 × 16"), ("cyrus-fanout", "Cyrus, 100 × 16"), ("ours-fanout40", "ours, 40 × 8"), ("cyrus-fanout40", "Cyrus, 40 × 8")):
     r = load(key)
     if not r:
-        L.append(f"| {label} | failed (see analysis) | – | – | – | – |")
+        L.append(f"| {label} | failed (see analysis) | – | – | – | – | {run_rss(key)} |")
         continue
     w, f = phase(r, "writes"), phase(r, "fanout-to-last")
-    L.append(f"| {label} | {fmt(w['per_second'])} | {fmt(w['p50_ms'], 2)} / {fmt(w['p99_ms'], 2)} | {fmt(f['p50_ms'], 2)} / {fmt(f['p99_ms'], 2)} / {fmt(f['max_ms'], 2)} | {int(r['figures']['streams_dropped'])} | {int(r['figures']['missed'])} |")
+    L.append(f"| {label} | {fmt(w['per_second'])} | {fmt(w['p50_ms'], 2)} / {fmt(w['p99_ms'], 2)} | {fmt(f['p50_ms'], 2)} / {fmt(f['p99_ms'], 2)} / {fmt(f['max_ms'], 2)} | {int(r['figures']['streams_dropped'])} | {int(r['figures']['missed'])} | {run_rss(key)} |")
 L.append("")
 
 L.append(f"## mupdate-list: {mailboxes} mailboxes populated with pipelined ACTIVATE (4 connections)\n")
-L.append("| server | populate mailboxes/s | LIST records/s | records per LIST | LIST p50 ms | fresh UPDATE initial list p50 ms |")
-L.append("|---|---:|---:|---:|---:|---:|")
+L.append("| server | populate mailboxes/s | LIST records/s | records per LIST | LIST p50 ms | fresh UPDATE initial list p50 ms | server peak RSS |")
+L.append("|---|---:|---:|---:|---:|---:|---:|")
 for key, label in (("ours", "ours"), ("cyrus", "Cyrus")):
     r = load(f"{key}-list")
     if not r:
-        L.append(f"| {label} | – | – | – | – | – |")
+        L.append(f"| {label} | – | – | – | – | – | {run_rss(key + '-list')} |")
         continue
-    L.append(f"| {label} | {fmt(phase(r, 'populate')['per_second'])} | {fmt(phase(r, 'list')['per_second'])} | {fmt(r['figures']['list_records'])} | {fmt(phase(r, 'list')['p50_ms'], 1)} | {fmt(phase(r, 'initial-update')['p50_ms'], 1)} |")
+    L.append(f"| {label} | {fmt(phase(r, 'populate')['per_second'])} | {fmt(phase(r, 'list')['per_second'])} | {fmt(r['figures']['list_records'])} | {fmt(phase(r, 'list')['p50_ms'], 1)} | {fmt(phase(r, 'initial-update')['p50_ms'], 1)} | {run_rss(key + '-list')} |")
 L.append("")
 
 L.append(f"## imap-multiappend (1 client; {rounds} rounds, servers interleaved, page cache emptied before each run)\n")
-L.append("| round | server | 100 × 2 KB msgs/s | MB/s | p50 ms/cmd | 10 × 10 MB MB/s | p50 ms/cmd | single APPEND 2 KB msgs/s | disk MB/s, 100 MiB files fdatasync'd: page cache / O_DIRECT | literals |")
-L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+L.append("| round | server | 100 × 2 KB msgs/s | MB/s | p50 ms/cmd | 10 × 10 MB MB/s | p50 ms/cmd | single APPEND 2 KB msgs/s | disk MB/s, 100 MiB files fdatasync'd: page cache / O_DIRECT | literals | server peak RSS |")
+L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
 for rnd in range(1, rounds + 1):
     for key, label in (("ours", "ours"), ("dovecot", "Dovecot"), ("cyrus-imapd", "Cyrus imapd")):
         r = load(f"{key}-imap-r{rnd}")
         d = disk_text[rnd - 1] if key == "ours" else ""
         if not r:
-            L.append(f"| {rnd} | {label} | – | – | – | – | – | – | {d} | – |")
+            L.append(f"| {rnd} | {label} | – | – | – | – | – | – | {d} | – | {run_rss(f'{key}-imap-r{rnd}')} |")
             continue
         s_, l_, one = phase(r, "multiappend-small"), phase(r, "multiappend-large"), phase(r, "append-single")
         lit = "LITERAL+" if "LITERAL+" in r["notes"][0] else "sync"
-        L.append(f"| {rnd} | {label} | {fmt(g(s_, 'per_second'))} | {fmt(g(s_, 'mb_per_second'), 1)} | {fmt(g(s_, 'p50_ms'), 1)} | {fmt(g(l_, 'mb_per_second'), 1)} | {fmt(g(l_, 'p50_ms'), 0)} | {fmt(g(one, 'per_second'))} | {d} | {lit} |")
+        L.append(f"| {rnd} | {label} | {fmt(g(s_, 'per_second'))} | {fmt(g(s_, 'mb_per_second'), 1)} | {fmt(g(s_, 'p50_ms'), 1)} | {fmt(g(l_, 'mb_per_second'), 1)} | {fmt(g(l_, 'p50_ms'), 0)} | {fmt(g(one, 'per_second'))} | {d} | {lit} | {run_rss(f'{key}-imap-r{rnd}')} |")
 L.append("")
 L.append("One 1 GiB message in one APPEND (`--ops 1 --large-count 1 --large-size 1073741824`):\n")
 L.append("| server | MB/s | peak RSS |")
