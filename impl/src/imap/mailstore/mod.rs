@@ -255,11 +255,12 @@ fn fsync_dir(path: &Path) -> io::Result<()> {
 
 /// Recovery of inline segments: the index is their durable copy and `blobs/<id>/<segment>`
 /// a cache written without fsync, so a crash may have left that file missing or torn. Every
-/// inline segment a live message names is returned as unwritten (its cache file is rewritten
-/// on first use, nothing is written here); index copies no live message names are dropped.
+/// inline segment a live message names (`live`: the segments of each mailbox id) is returned
+/// as unwritten (its cache file is rewritten on first use, nothing is written here); index
+/// copies no live message names are dropped.
 fn inline_segments_to_write(
     db: &Database,
-    live: &HashMap<u64, &MailboxView>,
+    live: &HashMap<u64, BTreeSet<u32>>,
 ) -> Result<HashSet<(u64, u32)>, StoreError> {
     let mut dead = Vec::new();
     let mut unwritten = HashSet::new();
@@ -269,10 +270,7 @@ fn inline_segments_to_write(
         for row in inline.iter().map_err(db_err)? {
             let (k, _) = row.map_err(db_err)?;
             let (id, segment) = k.value();
-            let named = live
-                .get(&id)
-                .is_some_and(|view| view.messages.values().any(|m| m.segment == segment));
-            if named {
+            if live.get(&id).is_some_and(|s| s.contains(&segment)) {
                 unwritten.insert((id, segment));
             } else {
                 dead.push((id, segment));
@@ -391,16 +389,17 @@ impl MailStore {
             }
         }
         // Garbage collection of blobs not named by the index.
-        let live: HashMap<u64, &MailboxView> =
-            state.mailboxes.values().map(|m| (m.id, m)).collect();
+        let live: HashMap<u64, BTreeSet<u32>> = state
+            .mailboxes
+            .values()
+            .map(|m| (m.id, m.messages.values().map(|x| x.segment).collect()))
+            .collect();
         for e in fs::read_dir(dir.join("blobs"))? {
             let e = e?;
             let id = e.file_name().to_str().and_then(|s| s.parse::<u64>().ok());
             match id.and_then(|id| live.get(&id)) {
                 None => fs::remove_dir_all(e.path())?,
-                Some(view) => {
-                    let segments: BTreeSet<u32> =
-                        view.messages.values().map(|m| m.segment).collect();
+                Some(segments) => {
                     for f in fs::read_dir(e.path())? {
                         let f = f?;
                         let seg = f.file_name().to_str().and_then(|s| s.parse::<u32>().ok());

@@ -196,16 +196,13 @@ impl StagingWriter {
     /// Write what is left and `fdatasync` the file: durable when this returns.
     pub async fn finish(mut self) -> io::Result<()> {
         self.wait().await?;
-        let (direct, plain, at) = (self.direct.take(), self.plain.clone(), self.offset);
-        let last = std::mem::replace(
-            &mut self.filling,
-            Block {
-                mem: Vec::new(),
-                start: 0,
-                len: 0,
-                aligned: false,
-            },
-        );
+        let StagingWriter {
+            direct,
+            plain,
+            offset: at,
+            filling: last,
+            ..
+        } = self;
         joined(
             tokio::task::spawn_blocking(move || {
                 write_block(direct.as_deref(), &plain, &last, at)?;
