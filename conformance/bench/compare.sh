@@ -81,9 +81,6 @@ sample_rss() {
         sleep 0.2
     done
 }
-sampler_pid=
-start_sampler() { sample_rss "$1" "$OUT/rss-$2.txt" & sampler_pid=$!; }
-stop_sampler() { [ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null || true; wait "$sampler_pid" 2>/dev/null || true; sampler_pid=; }
 # Every server starts its runs with the same (empty) page cache.
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
@@ -135,7 +132,6 @@ o=$PEER_DIR/ours
 mkdir -p "$o"
 printf 'admin:{PLAIN}%s\ntest:{PLAIN}%s\n' "$P" "$P" >"$o/users"
 cleanup() {
-    stop_sampler
     stop_pid "$o/mupdated.pid"; stop_pid "$o/imapd.pid"
     "$peers/stop-all.sh" >/dev/null 2>&1 || true
     if [ -n "$made_peer_dir" ] && [ "${KEEP:-0}" != 1 ]; then rm -rf "$PEER_DIR"; fi
@@ -153,7 +149,6 @@ mupdate_suite() {
     drop_caches
     server_pid=$pid
     tree_rss "$pid" >"$OUT/rss-$key-mupdate-idle.txt"
-    start_sampler "$pid" "$key-mupdate"
     for c in $clients_list; do
         if [ "$c" = 8 ]; then
             for r in $(seq "$reps"); do
@@ -167,7 +162,6 @@ mupdate_suite() {
     # Cyrus mupdate serves at most mupdate_workers_max (default 50) connections at once.
     run "$key-fanout40" "$user" "$addr" mupdate-fanout --streams 40 --rate 1000 --clients 8 --duration "$D"
     run "$key-list" "$user" "$addr" mupdate-list --mailboxes "$M" --clients 4 --duration "$D" "${extra[@]}"
-    stop_sampler
     tree_rss "$pid" >"$OUT/rss-$key-mupdate-after-list.txt"
 }
 
@@ -198,9 +192,6 @@ step "start Dovecot (13243) and Cyrus imapd (13143); MULTIAPPEND rounds interlea
 "$peers/cyrus-imapd.sh" start >/dev/null
 pid_ours=$(cat "$o/imapd.pid") pid_dov=$(cat "$PEER_DIR/dovecot/dovecot.pid")
 pid_cyi=$(cat "$PEER_DIR/cyrus-imapd/master.pid")
-sample_rss "$pid_ours" "$OUT/rss-ours-imap.txt" & s1=$!
-sample_rss "$pid_dov" "$OUT/rss-dovecot-imap.txt" & s2=$!
-sample_rss "$pid_cyi" "$OUT/rss-cyrus-imapd-imap.txt" & s3=$!
 for r in $(seq "$ROUNDS"); do
     drop_caches
     disk_seq "$OUT/disk-seq-r$r.txt"
@@ -209,7 +200,6 @@ for r in $(seq "$ROUNDS"); do
     imap_round "$r" dovecot 127.0.0.1:13243 "$pid_dov"
     imap_round "$r" cyrus-imapd 127.0.0.1:13143 "$pid_cyi"
 done
-kill "$s1" "$s2" "$s3" 2>/dev/null || true; wait "$s1" "$s2" "$s3" 2>/dev/null || true
 # One 1 GiB message in one APPEND: the server's memory must not follow the literal's size.
 # A fresh imapd (VmHWM is a lifetime peak, and the rounds above filled the first one's view).
 stop_pid "$o/imapd.pid"
@@ -220,11 +210,9 @@ drop_caches
 server_pid=$pid_ours
 run ours-imap-1g test 127.0.0.1:23143 imap-multiappend --ops 1 --large-count 1 \
     --large-size 1073741824 --server-pid "$pid_ours"
-sample_rss "$pid_dov" "$OUT/rss-dovecot-imap-1g.txt" & s2=$!
 server_pid=$pid_dov
 run dovecot-imap-1g test 127.0.0.1:13243 imap-multiappend --ops 1 --large-count 1 \
     --large-size 1073741824
-kill "$s2" 2>/dev/null || true; wait "$s2" 2>/dev/null || true
 "$peers/cyrus-imapd.sh" stop >/dev/null
 "$peers/dovecot.sh" stop >/dev/null
 stop_pid "$o/imapd.pid"

@@ -54,10 +54,17 @@ def rss(key):
     return number(f"rss-{key}.txt", int)
 
 
-def run_rss(name):
-    """Peak RSS of the server's process tree during run NAME (sampled every 0.2 s), as text."""
-    v = rss(f"run-{name}")
-    return f"{v / 1024:,.0f} MiB" if v else "–"
+def run_rss(*names):
+    """Peak RSS (MiB, as text) of the server's process tree over runs NAMES (each sampled every
+    0.2 s by compare.sh into rss-run-NAME.txt)."""
+    vals = [v for v in (rss(f"run-{n}") for n in names) if v]
+    return f"{max(vals) / 1024:,.0f} MiB" if vals else "–"
+
+
+def runs_of(prefix):
+    """The names of the runs whose sample files start with PREFIX."""
+    return [f[len("rss-run-"):-len(".txt")] for f in sorted(os.listdir(out))
+            if f.startswith(f"rss-run-{prefix}") and f.endswith(".txt")]
 
 
 def number(name, kind=float):
@@ -167,7 +174,7 @@ large_ratios = [ratio(a, b) for a, b in zip(ml_o, ml_d)]
 disk_ratios = [ratio(a, b) for a, b in zip(ml_o, disk)]
 one_g = load("ours-imap-1g")
 one_g_hwm = (one_g.get("rss") or {}).get("hwm_after_kb") if one_g else None
-one_g_dov = rss("dovecot-imap-1g")
+one_g_dov = rss("run-dovecot-imap-1g")
 restart = [float(big[k]) for k in ("restart_clean_s", "restart_kill_s") if big.get(k)]
 per_mb_ours = float(big["rss_per_mailbox_bytes"]) if big.get("rss_per_mailbox_bytes") else None
 cy_idle, cy_after = rss("cyrus-mupdate-idle"), rss("cyrus-mupdate-after-list")
@@ -186,59 +193,46 @@ def mark(ok):
 
 dropped = fo_run["figures"].get("streams_dropped") if fo_run else None
 big_n = int(big.get("mailboxes", "0") or 0)
+big_hwm = (big_list_run.get("rss") or {}).get("hwm_after_kb") if big_list_run else None
+imap_runs = {k: [f"{k}-imap-r{r}" for r in range(1, rounds + 1)] for k in ("ours", "dovecot")}
+imap_rss = f"{run_rss(*imap_runs['ours'])} / {run_rss(*imap_runs['dovecot'])}"
+# Each goal: name, ours, reference, detail, goal, met, peak RSS (ours / reference) of the runs
+# behind it.
 goals = [
     ("MUPDATE durable writes, 8 clients (RESERVE+ACTIVATE pairs/s, median of 3)", fmt(w_ours), f"Cyrus {fmt(w_cy)}",
-     f"{fmt(ratio(w_ours, w_cy), 2)}×" if ratio(w_ours, w_cy) else "–", "≥ 10× Cyrus", (ratio(w_ours, w_cy) or 0) >= 10),
+     f"{fmt(ratio(w_ours, w_cy), 2)}×" if ratio(w_ours, w_cy) else "–", "≥ 10× Cyrus", (ratio(w_ours, w_cy) or 0) >= 10,
+     f"{run_rss('ours-write-c8-r1')} / {run_rss('cyrus-write-c8-r1')}"),
     ("UPDATE fan-out to the last of 100 streams, 1,000 writes/s, no NOOP: p99 ms", fmt(g(fo, "p99_ms"), 2),
      f"Cyrus {fmt(g(fo_c, 'p99_ms'), 2)}", f"streams dropped: {fmt(dropped)}", "< 5 ms, none dropped",
-     fo is not None and fo["p99_ms"] is not None and fo["p99_ms"] < 5 and dropped == 0),
+     fo is not None and fo["p99_ms"] is not None and fo["p99_ms"] < 5 and dropped == 0,
+     f"{run_rss('ours-fanout')} / {run_rss('cyrus-fanout')}"),
     (f"LIST records/s, {fmt(big_n)} mailboxes (Cyrus: {mailboxes})", fmt(g(big_list, "per_second")), f"Cyrus {fmt(g(l_cy, 'per_second'))}",
      f"{fmt(ratio(g(big_list, 'per_second'), g(l_cy, 'per_second')), 2)}×" if ratio(g(big_list, "per_second"), g(l_cy, "per_second")) else "–",
-     "≥ 5× Cyrus", (ratio(g(big_list, "per_second"), g(l_cy, "per_second")) or 0) >= 5),
+     "≥ 5× Cyrus", (ratio(g(big_list, "per_second"), g(l_cy, "per_second")) or 0) >= 5,
+     f"{fmt(big_hwm / 1024) + ' MiB' if big_hwm else '–'} (VmHWM) / {run_rss('cyrus-list')}"),
     (f"restart with {fmt(big_n)} mailboxes, clean stop / SIGKILL: s to listening", " / ".join(fmt(v, 2) for v in restart) or "–", "–", "–",
-     "< 3 s", bool(restart) and max(restart) < 3),
+     "< 3 s", bool(restart) and max(restart) < 3, "–"),
     (f"master VmRSS per mailbox, {fmt(big_n)} mailboxes, idle after restart (bytes)", fmt(per_mb_ours),
      f"Cyrus {fmt(per_mb_cy)} (growth of its process tree over {fmt(cy_records)} mailboxes)",
      f"{fmt(ratio(per_mb_ours, per_mb_cy), 2)}×" if ratio(per_mb_ours, per_mb_cy) else "–", "≤ Cyrus",
-     per_mb_ours is not None and per_mb_cy is not None and per_mb_ours <= per_mb_cy),
+     per_mb_ours is not None and per_mb_cy is not None and per_mb_ours <= per_mb_cy, "–"),
     (f"slave: master back after SIGKILL → slave reconnected and resynchronised {fmt(slave_n)} mailboxes (s)", fmt(slave_s, 3), "Cyrus slave ~27 s (issue 8)", "–",
-     "reconnect ≤ 1 s, resync < 0.5 s", slave_s is not None and slave_s < 0.5),
+     "reconnect ≤ 1 s, resync < 0.5 s", slave_s is not None and slave_s < 0.5, "–"),
     (f"MULTIAPPEND 100 × 2 KB msgs/s, median of {rounds} rounds", fmt(med(ms_o)), f"Dovecot {fmt(med(ms_d))}",
-     f"{fmt(med(small_ratios), 2)}× (rounds: {rounds_text(small_ratios, 2, '×')})", "≥ 3× Dovecot", (med(small_ratios) or 0) >= 3),
+     f"{fmt(med(small_ratios), 2)}× (rounds: {rounds_text(small_ratios, 2, '×')})", "≥ 3× Dovecot", (med(small_ratios) or 0) >= 3, imap_rss),
     (f"MULTIAPPEND 10 × 10 MB MB/s, median of {rounds} rounds", fmt(med(ml_o), 1), f"Dovecot {fmt(med(ml_d), 1)}",
-     f"{fmt(med(large_ratios), 2)}× (rounds: {rounds_text(large_ratios, 2, '×')})", "≥ 0.9× Dovecot", (med(large_ratios) or 0) >= 0.9),
+     f"{fmt(med(large_ratios), 2)}× (rounds: {rounds_text(large_ratios, 2, '×')})", "≥ 0.9× Dovecot", (med(large_ratios) or 0) >= 0.9, imap_rss),
     ("MULTIAPPEND 10 × 10 MB against the disk's fsynced sequential rate (100 MiB files, the better of page cache and O_DIRECT, same round)", fmt(med(ml_o), 1),
      f"disk {fmt(med(disk), 1)} MB/s", f"{fmt(med(disk_ratios), 2)}× (rounds: {rounds_text(disk_ratios, 2, '×')})", "≥ 0.7× disk",
-     (med(disk_ratios) or 0) >= 0.7),
+     (med(disk_ratios) or 0) >= 0.7, "–"),
     ("imapd peak RSS (VmHWM) during one APPEND of a 1 GiB message", f"{fmt(one_g_hwm / 1024, 1)} MiB" if one_g_hwm else "–",
-     f"Dovecot {fmt(one_g_dov / 1024, 1)} MiB (tree)" if one_g_dov else "–", "–", "< 64 MB", one_g_hwm is not None and one_g_hwm * 1024 < 64e6),
+     f"Dovecot {fmt(one_g_dov / 1024, 1)} MiB (tree)" if one_g_dov else "–", "–", "< 64 MB", one_g_hwm is not None and one_g_hwm * 1024 < 64e6,
+     f"{run_rss('ours-imap-1g')} / {run_rss('dovecot-imap-1g')}"),
 ]
 L.append("## Goals (issue 8), all from this run\n")
-big_hwm = (big_list_run.get("rss") or {}).get("hwm_after_kb") if big_list_run else None
-
-
-def max_rss(names):
-    vals = [rss(f"run-{n}") for n in names]
-    vals = [v for v in vals if v]
-    return f"{max(vals) / 1024:,.0f} MiB" if vals else "–"
-
-
-# Peak RSS beside each goal: the server's process tree sampled during the runs behind it.
-goal_rss = [
-    f"{run_rss('ours-write-c8-r1')} / {run_rss('cyrus-write-c8-r1')}",
-    f"{run_rss('ours-fanout')} / {run_rss('cyrus-fanout')}",
-    f"{fmt(big_hwm / 1024) + ' MiB' if big_hwm else '–'} (VmHWM) / {run_rss('cyrus-list')}",
-    "–",
-    "–",
-    "–",
-    f"{max_rss(f'ours-imap-r{r}' for r in range(1, rounds + 1))} / {max_rss(f'dovecot-imap-r{r}' for r in range(1, rounds + 1))}",
-    f"{max_rss(f'ours-imap-r{r}' for r in range(1, rounds + 1))} / {max_rss(f'dovecot-imap-r{r}' for r in range(1, rounds + 1))}",
-    "–",
-    f"{run_rss('ours-imap-1g')} / {run_rss('dovecot-imap-1g')}",
-]
 L.append("| metric | ours | reference | ratio / detail | goal | met | peak RSS ours / reference |")
 L.append("|---|---:|---|---|---|---|---|")
-for (name, ours, ref, detail, goal, ok), mem in zip(goals, goal_rss):
+for name, ours, ref, detail, goal, ok, mem in goals:
     L.append(f"| {name} | {ours} | {ref} | {detail} | {goal} | {mark(ok)} | {mem} |")
 L.append("")
 
@@ -327,13 +321,18 @@ L.append("## Server memory (peak)\n")
 L.append("Sampled every 0.2 s as the sum of VmRSS over the server's process tree (Cyrus `master` and its service children, Dovecot and its per-connection `imap` processes) during that server's runs; for ours also VmHWM from `--server-pid` (exact peak of the one process).\n")
 L.append("| server | peak tree RSS (sampled) | VmHWM |")
 L.append("|---|---:|---:|")
-for key, label, j in (("ours-mupdate", "ours mupdated", "ours-list"), ("cyrus-mupdate", "Cyrus mupdate (master + mupdate)", None),
-                      ("ours-imap", "ours imapd", "ours-imap-r%d" % rounds), ("dovecot-imap", "Dovecot", None), ("cyrus-imapd-imap", "Cyrus imapd", None)):
+suites = (
+    ("ours mupdated", runs_of("ours-write") + runs_of("ours-fanout") + ["ours-list"], "ours-list"),
+    ("Cyrus mupdate (master + mupdate)", runs_of("cyrus-write") + runs_of("cyrus-fanout") + ["cyrus-list"], None),
+    ("ours imapd", imap_runs["ours"], "ours-imap-r%d" % rounds),
+    ("Dovecot", imap_runs["dovecot"], None),
+    ("Cyrus imapd", [f"cyrus-imapd-imap-r{r}" for r in range(1, rounds + 1)], None),
+)
+for label, names, j in suites:
     hwm = None
     if j and load(j) and load(j).get("rss"):
         hwm = load(j)["rss"].get("hwm_after_kb")
-    v = rss(key)
-    L.append(f"| {label} | {fmt(v / 1024, 1) + ' MiB' if v else '–'} | {fmt(hwm / 1024, 1) + ' MiB' if hwm else '–'} |")
+    L.append(f"| {label} | {run_rss(*names)} | {fmt(hwm / 1024, 1) + ' MiB' if hwm else '–'} |")
 L.append("")
 
 L.append("## Commands\n")
